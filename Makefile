@@ -1,0 +1,32 @@
+# The two commands a newcomer needs: `make demo` (the main job) and `make test` (the tests).
+# Each creates or refreshes .venv on its own; it reinstalls only when pyproject.toml changes.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DEMO_DIR ?= outputs/demo
+
+.PHONY: demo test lab install clean
+
+$(STAMP): pyproject.toml
+	@echo "==> Installing audiocls_utils and its dependencies into $(VENV)"
+	@echo "    (the first time this downloads PyTorch, about 5 GB; later runs reuse it)"
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --progress-bar off -e ".[dev]"
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+demo: $(STAMP)
+	$(BIN)/python -m audiocls_utils.demo --out $(DEMO_DIR)
+
+lab: $(STAMP)
+	$(BIN)/jupyter lab notebooks/
+
+clean:
+	rm -rf outputs .pytest_cache

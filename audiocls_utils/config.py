@@ -1,0 +1,185 @@
+"""Settings as small frozen dataclasses: features, recipes and profiles."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from .errors import AudioclsError
+
+PROFILES = ("smoke", "cpu", "full")
+SPLIT_NAMES = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    """Describe how a waveform becomes a log-Mel spectrogram."""
+
+    sample_rate: int = 22050
+    n_fft: int = 2048
+    hop_length: int = 512
+    n_mels: int = 128
+    f_min: float = 0.0
+    f_max: float | None = None
+    to_db: bool = True  # the seed fed raw power to the CNN; dB is what the ear and the CNN need
+    top_db: float | None = 80.0
+
+    def num_frames(self, num_samples: int) -> int:
+        """Return the number of STFT frames for a waveform of `num_samples` (center=True)."""
+        return 1 + num_samples // self.hop_length
+
+    def seconds_to_frames(self, seconds: float) -> int:
+        """Return the number of frames that cover `seconds` of audio."""
+        return self.num_frames(round(seconds * self.sample_rate))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-friendly dict."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> FeatureConfig:
+        """Build a config from `to_dict` output, rejecting unknown keys."""
+        return _from_dict(cls, data)
+
+    def key(self) -> str:
+        """Return a short stable hash: equal configs give equal keys (used by caches)."""
+        text = json.dumps(self.to_dict(), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Describe one way to train: model, input size, schedule and augmentation."""
+
+    name: str
+    model: str = "resnet18"
+    pretrained: str = "auto"  # "auto" | "yes" | "no"
+    image_size: int = 224
+    segment_seconds: float = 30.0  # crop of each clip fed to the model
+    batch_size: int = 16
+    epochs: int = 20
+    optimizer: str = "adam"  # "adam" | "adamw"
+    lr: float = 1e-4
+    weight_decay: float = 0.0
+    warmup_epochs: int = 0
+    step_size: int = 0  # StepLR period in epochs after warmup; 0 keeps the rate constant
+    gamma: float = 0.1
+    label_smoothing: float = 0.0
+    time_mask: int = 0  # widest time mask, in frames
+    freq_mask: int = 0  # widest frequency mask, in Mel bins
+    noise_std: float = 0.0  # Gaussian noise, as a waveform standard deviation
+    gain_db: float = 0.0  # random gain drawn from [-gain_db, +gain_db]
+    normalize: bool = True  # standardize with the training set's mean and std
+    eval_hop_fraction: float = 0.5  # evaluation windows overlap by 1 - this fraction
+    clips_per_class: int | None = None  # cap per class and split (profiles use it)
+    feature: FeatureConfig = field(default_factory=FeatureConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-friendly dict."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Recipe:
+        """Build a recipe from `to_dict` output."""
+        data = dict(data)
+        data["feature"] = FeatureConfig.from_dict(data.get("feature", {}))
+        return _from_dict(cls, data)
+
+    def lr_factor(self, epoch: int) -> float:
+        """Return the learning-rate multiplier for a 0-based epoch: linear warmup, then steps."""
+        if epoch < self.warmup_epochs:
+            return (epoch + 1) / self.warmup_epochs
+        if self.step_size <= 0:
+            return 1.0
+        return self.gamma ** ((epoch - self.warmup_epochs) // self.step_size)
+
+
+def _from_dict(cls: type, data: dict[str, Any]) -> Any:
+    """Build dataclass `cls` from `data`, naming any unknown key."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise AudioclsError(f"Unknown {cls.__name__} setting(s) {unknown}; known: {sorted(names)}")
+    return cls(**data)
+
+
+# The seed recipe's features: a Mel spectrogram of raw power, no dB, no normalization.
+SEED_FEATURES = FeatureConfig(to_db=False, top_db=None)
+
+RECIPES: dict[str, Recipe] = {
+    # The seed's baseline, reproduced exactly: raw power, summed into a 224 px image.
+    "seed-baseline": Recipe(name="seed-baseline", feature=SEED_FEATURES, normalize=False),
+    # The seed's advanced recipe, reproduced exactly.
+    "seed-advanced": Recipe(
+        name="seed-advanced",
+        model="resnext101_32x8d",
+        image_size=512,
+        epochs=30,
+        warmup_epochs=5,
+        step_size=10,
+        gamma=0.1,
+        time_mask=40,
+        freq_mask=20,
+        noise_std=0.005,
+        gain_db=6.0,
+        feature=SEED_FEATURES,
+        normalize=False,
+    ),
+}
+# The course's versions of the same two recipes: log-Mel in dB, standardized.
+RECIPES["baseline"] = replace(
+    RECIPES["seed-baseline"], name="baseline", feature=FeatureConfig(), normalize=True
+)
+RECIPES["advanced"] = replace(
+    RECIPES["seed-advanced"], name="advanced", feature=FeatureConfig(), normalize=True
+)
+
+
+def get_recipe(name: str) -> Recipe:
+    """Return the named recipe, or raise naming the ones that exist."""
+    try:
+        return RECIPES[name]
+    except KeyError:
+        raise AudioclsError(f"Unknown recipe {name!r}; choose one of {sorted(RECIPES)}") from None
+
+
+def default_profile(device: str) -> str:
+    """Return `full` on CUDA and `cpu` elsewhere."""
+    return "full" if str(device).startswith("cuda") else "cpu"
+
+
+def apply_profile(recipe: Recipe, profile: str) -> Recipe:
+    """Scale a recipe to a profile: `full` as written, `cpu` minutes on 2 cores, `smoke` seconds."""
+    if profile not in PROFILES:
+        raise AudioclsError(f"Unknown profile {profile!r}; choose one of {list(PROFILES)}")
+    if profile == "full":
+        return recipe
+    if profile == "cpu":
+        small_model = "resnet18" if recipe.model == "resnet18" else "resnext50_32x4d"
+        return _shrink(recipe, model=small_model, image_size=96, epochs=10, segment_seconds=3.0,
+                       batch_size=16, clips_per_class=None, name_suffix="cpu")
+    return _shrink(recipe, model="resnet18", image_size=64, epochs=2, segment_seconds=1.0,
+                   batch_size=16, clips_per_class=8, name_suffix="smoke")
+
+
+def _shrink(recipe: Recipe, *, model: str, image_size: int, epochs: int, segment_seconds: float,
+            batch_size: int, clips_per_class: int | None, name_suffix: str) -> Recipe:
+    """Return a smaller copy of `recipe` with its schedule scaled to the new epoch count."""
+    epochs = min(epochs, recipe.epochs)
+    ratio = epochs / recipe.epochs
+    return replace(
+        recipe,
+        name=f"{recipe.name}@{name_suffix}",
+        model=model,
+        image_size=min(image_size, recipe.image_size),
+        epochs=epochs,
+        segment_seconds=min(segment_seconds, recipe.segment_seconds),
+        batch_size=batch_size,
+        warmup_epochs=math.ceil(recipe.warmup_epochs * ratio),
+        step_size=max(1, round(recipe.step_size * ratio)) if recipe.step_size else 0,
+        clips_per_class=clips_per_class,
+    )

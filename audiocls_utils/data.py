@@ -1,0 +1,325 @@
+"""Find clips, build the manifest, make splits, and serve segments for training."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import Dataset
+from tqdm.auto import tqdm
+
+from .audio import describe_audio, is_audio_path
+from .config import SPLIT_NAMES
+from .errors import AudioclsError
+from .features import crop_or_pad, window_starts
+from .files import write_csv
+
+MANIFEST_COLUMNS = ["path", "label", "group", "duration", "sample_rate", "channels", "split"]
+
+# Regular expressions that read the label (and group) from a file name, for flat folders.
+LABEL_PATTERNS = {
+    "fsdd": r"^(?P<label>\d)_(?P<group>[A-Za-z]+)_\d+$",  # {digit}_{speaker}_{take}.wav
+}
+
+# Files known to be broken in public copies of datasets: excluded by name, with the reason.
+KNOWN_BAD_FILES = {
+    "jazz.00054.wav": "known-corrupt GTZAN file (Kaggle copy) that no decoder reads",
+}
+
+GROUPS_FILE = "groups.csv"
+
+
+@dataclass(frozen=True)
+class Excluded:
+    """A clip left out of the manifest, and why."""
+
+    path: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.reason}"
+
+
+def find_data_root(data_dir: str | Path) -> Path:
+    """Return the folder of class folders inside `data_dir` (GTZAN's and Kaggle's layouts too)."""
+    root = Path(data_dir).expanduser()
+    if not root.is_dir():
+        raise AudioclsError(
+            f"Data folder {root} does not exist. Pass --data-dir pointing at a folder with one "
+            "sub-folder per class (or run `audiocls synth --out data/synth` for a built-in set)."
+        )
+    for candidate in (root / "genres", root / "Data" / "genres_original", root / "genres_original"):
+        if candidate.is_dir():
+            return candidate
+    return root
+
+
+def find_audio_files(root: Path) -> list[Path]:
+    """List audio files below `root`, sorted, skipping hidden files and folders (no symlink loops)."""
+    found = []
+    for folder, subfolders, files in os.walk(root, followlinks=False):
+        subfolders[:] = sorted(d for d in subfolders if not d.startswith("."))
+        found.extend(Path(folder) / name for name in sorted(files) if is_audio_path(name))
+    return found
+
+
+def _label_from_folder(root: Path) -> Callable[[Path], tuple[str, str] | None]:
+    """Return a reader of (label, group) from the first folder below `root`; no group."""
+
+    def read(path: Path) -> tuple[str, str] | None:
+        parts = path.relative_to(root).parts
+        return (parts[0], "") if len(parts) >= 2 else None
+
+    return read
+
+
+def _label_from_pattern(pattern: str) -> Callable[[Path], tuple[str, str] | None]:
+    """Return a reader of (label, group) from a file name via a regex with named groups."""
+    regex = re.compile(LABEL_PATTERNS.get(pattern, pattern))
+    if "label" not in regex.groupindex:
+        raise AudioclsError(f"Label pattern {pattern!r} needs a named group (?P<label>...)")
+
+    def read(path: Path) -> tuple[str, str] | None:
+        match = regex.match(path.stem)
+        if match is None:
+            return None
+        return match["label"], match.groupdict().get("group") or ""
+
+    return read
+
+
+def read_groups(root: Path) -> dict[str, str]:
+    """Read `root/groups.csv` (columns path,group; paths relative to root) if it exists."""
+    table_path = root / GROUPS_FILE
+    if not table_path.exists():
+        return {}
+    table = pd.read_csv(table_path, dtype=str)
+    if not {"path", "group"} <= set(table.columns):
+        raise AudioclsError(f"{table_path}: needs columns 'path' and 'group'")
+    return dict(zip(table["path"], table["group"].fillna(""), strict=True))
+
+
+def build_manifest(
+    data_dir: str | Path,
+    label_pattern: str | None = None,
+    progress: bool = True,
+) -> tuple[pd.DataFrame, list[Excluded]]:
+    """Decode every clip below `data_dir` once and return the manifest and the excluded clips.
+
+    Labels come from the class folder (`root/<label>/<file>`), or from the file name when
+    `label_pattern` is given (a name in LABEL_PATTERNS or a regex with (?P<label>) and optional
+    (?P<group>)). Groups (speaker, artist) come from the pattern or from `root/groups.csv`.
+    """
+    root = find_data_root(data_dir)
+    read_label = _label_from_pattern(label_pattern) if label_pattern else _label_from_folder(root)
+    groups = read_groups(root)
+    rows, excluded = [], []
+    for path in tqdm(find_audio_files(root), desc="Checking clips", unit="clip",
+                     disable=not progress):
+        labelled = read_label(path)
+        if labelled is None:
+            continue  # not in a class folder, or not matching the pattern: not a clip
+        label, group = labelled
+        relative = path.relative_to(root).as_posix()
+        if path.name in KNOWN_BAD_FILES:
+            excluded.append(Excluded(str(path), KNOWN_BAD_FILES[path.name]))
+            continue
+        try:
+            info = describe_audio(path)
+        except AudioclsError as error:
+            excluded.append(Excluded(str(path), str(error).removeprefix(f"{path}: ")))
+            continue
+        if info.peak == 0.0:
+            excluded.append(Excluded(str(path), "digital silence (every sample is 0)"))
+            continue
+        rows.append({
+            "path": str(path.resolve()),
+            "label": label,
+            "group": groups.get(relative, group),
+            "duration": round(info.duration, 4),
+            "sample_rate": info.sample_rate,
+            "channels": info.channels,
+        })
+    if not rows:
+        raise AudioclsError(
+            f"No usable audio clips in {root}. Expected `<class>/<file>.wav` folders"
+            + (f" or file names matching {label_pattern!r}" if label_pattern else "")
+            + (f"; {len(excluded)} file(s) were excluded" if excluded else "")
+        )
+    manifest = pd.DataFrame(rows).sort_values(["label", "path"], ignore_index=True)
+    return manifest, excluded
+
+
+def class_names(manifest: pd.DataFrame) -> list[str]:
+    """Return the sorted class list: one global label map, whatever the split."""
+    return sorted(manifest["label"].astype(str).unique())
+
+
+def split_random(
+    manifest: pd.DataFrame, test_fraction: float = 0.2, val_fraction: float = 0.1, seed: int = 42
+) -> pd.DataFrame:
+    """Split each class at random: the seed's 80/20 (its 20% is our test set), val from the 80%."""
+    rng = np.random.default_rng(seed)
+    split = pd.Series("train", index=manifest.index)
+    for _, members in manifest.groupby("label", sort=True):
+        order = rng.permutation(members.index.to_numpy())
+        n_test = int(round(len(order) * test_fraction))
+        n_val = int(round(len(order) * val_fraction))
+        if len(order) >= 3:  # leave at least one training clip
+            n_test, n_val = max(1, n_test), max(1, n_val)
+        n_test, n_val = min(n_test, len(order) - 1), min(n_val, max(0, len(order) - 1 - n_test))
+        split[order[:n_test]] = "test"
+        split[order[n_test : n_test + n_val]] = "val"
+    return manifest.assign(split=split)
+
+
+def split_by_group(
+    manifest: pd.DataFrame, test_fraction: float = 0.2, val_fraction: float = 0.1, seed: int = 42
+) -> pd.DataFrame:
+    """Split by `group` (speaker, artist) so that no group appears in two splits."""
+    groups = manifest["group"].fillna("").astype(str)
+    if (groups == "").any():
+        missing = manifest.loc[groups == "", "path"].head(3).tolist()
+        raise AudioclsError(
+            f"--split group needs a group for every clip; e.g. {missing} have none. Add a "
+            f"{GROUPS_FILE} (path,group) to the data folder or use a label pattern with (?P<group>)"
+        )
+    names = np.random.default_rng(seed).permutation(sorted(groups.unique()))
+    if len(names) < 3:
+        raise AudioclsError(f"--split group needs at least 3 groups; found {list(names)}")
+    sizes = groups.value_counts()
+    targets = {"test": test_fraction * len(manifest), "val": val_fraction * len(manifest)}
+    filled = {"test": 0, "val": 0}
+    split_of: dict[str, str] = {}
+    for name in names:
+        split_of[name] = "train"
+        for split in ("test", "val"):  # take the group where it brings the split nearer its size
+            after = filled[split] + sizes[name]
+            if filled[split] == 0 or abs(after - targets[split]) < abs(filled[split] - targets[split]):
+                split_of[name], filled[split] = split, after
+                break
+    if "train" not in split_of.values():
+        raise AudioclsError(f"Too few groups ({len(names)}) to leave any for training")
+    return manifest.assign(split=groups.map(split_of))
+
+
+def make_splits(manifest: pd.DataFrame, method: str = "random", seed: int = 42) -> pd.DataFrame:
+    """Add a `split` column by `method`: random, group, or keep the manifest's existing one."""
+    if method == "random":
+        return split_random(manifest, seed=seed)
+    if method == "group":
+        return split_by_group(manifest, seed=seed)
+    if method == "existing":
+        if "split" not in manifest or manifest["split"].isna().any():
+            raise AudioclsError("The manifest has no complete `split` column; run `audiocls prepare`")
+        return manifest
+    raise AudioclsError(f"Unknown split {method!r}; choose random, group or existing")
+
+
+def check_splits(manifest: pd.DataFrame) -> list[str]:
+    """Check the splits (d2l-style sanity check): raise if training lacks a class, else warn."""
+    bad = sorted(set(manifest["split"]) - set(SPLIT_NAMES))
+    if bad:
+        raise AudioclsError(f"Unknown split name(s) {bad}; use {list(SPLIT_NAMES)}")
+    classes = set(manifest["label"])
+    train_classes = set(manifest.loc[manifest["split"] == "train", "label"])
+    if classes - train_classes:
+        raise AudioclsError(
+            f"Class(es) {sorted(classes - train_classes)} have no training clip: add clips or "
+            "remove the class folder"
+        )
+    warnings = []
+    for name in ("val", "test"):
+        present = set(manifest.loc[manifest["split"] == name, "label"])
+        if not present:
+            warnings.append(f"the {name} split is empty")
+        elif present != classes:
+            warnings.append(f"the {name} split has no clip of {sorted(classes - present)}")
+    if "group" in manifest and (manifest["group"].fillna("") != "").all():
+        shared = _groups_in_several_splits(manifest)
+        if shared:
+            warnings.append(f"{len(shared)} group(s) appear in several splits (e.g. {shared[:3]}): "
+                            "results will be optimistic; use --split group")
+    return warnings
+
+
+def _groups_in_several_splits(manifest: pd.DataFrame) -> list[str]:
+    """Return the groups whose clips fall into more than one split."""
+    per_group = manifest.groupby("group")["split"].nunique()
+    return sorted(per_group[per_group > 1].index.astype(str))
+
+
+def limit_per_class(manifest: pd.DataFrame, clips_per_class: int | None, seed: int = 0
+                    ) -> pd.DataFrame:
+    """Keep at most `clips_per_class` clips of each class in each split (for cheap profiles)."""
+    if clips_per_class is None:
+        return manifest
+    shuffled = manifest.sample(frac=1.0, random_state=seed)
+    kept = shuffled.groupby(["split", "label"], sort=False).head(clips_per_class)
+    return kept.sort_values(["label", "path"]).reset_index(drop=True)
+
+
+def save_manifest(manifest: pd.DataFrame, path: str | Path) -> None:
+    """Write the manifest CSV atomically."""
+    write_csv(manifest[[c for c in MANIFEST_COLUMNS if c in manifest]], path)
+
+
+def load_manifest(path: str | Path) -> pd.DataFrame:
+    """Read a manifest CSV and check its columns and files."""
+    path = Path(path)
+    if not path.exists():
+        raise AudioclsError(f"Manifest {path} not found; create it with `audiocls prepare`")
+    manifest = pd.read_csv(path, dtype={"label": str, "group": str, "split": str})
+    missing_columns = {"path", "label"} - set(manifest.columns)
+    if missing_columns:
+        raise AudioclsError(f"{path}: missing column(s) {sorted(missing_columns)}")
+    manifest["group"] = manifest.get("group", pd.Series("", index=manifest.index)).fillna("")
+    missing = [p for p in manifest["path"] if not Path(p).exists()]
+    if missing:
+        raise AudioclsError(f"{path}: {len(missing)} clip(s) no longer exist, e.g. {missing[0]}; "
+                            "run `audiocls prepare` again")
+    return manifest
+
+
+class SegmentDataset(Dataset):
+    """Serve fixed-length log-Mel segments: one random crop per clip in training, every window
+    (with its clip index) in evaluation."""
+
+    def __init__(
+        self,
+        log_mels: Sequence[torch.Tensor],
+        targets: Sequence[int],
+        num_frames: int,
+        train: bool,
+        hop_frames: int | None = None,
+    ) -> None:
+        if len(log_mels) != len(targets):
+            raise ValueError(f"{len(log_mels)} features but {len(targets)} targets")
+        self.log_mels = list(log_mels)
+        self.targets = list(targets)
+        self.num_frames = num_frames
+        self.train = train
+        hop = hop_frames or num_frames
+        self.windows = [
+            (clip, start)
+            for clip, features in enumerate(self.log_mels)
+            for start in ([0] if train else window_starts(features.shape[-1], num_frames, hop))
+        ]
+
+    def __len__(self) -> int:
+        return len(self.log_mels) if self.train else len(self.windows)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int, int]:
+        clip, start = (index, None) if self.train else self.windows[index]
+        features = self.log_mels[clip]
+        if start is None:
+            spare = max(0, features.shape[-1] - self.num_frames)
+            start = int(torch.randint(0, spare + 1, (1,)))
+        segment = crop_or_pad(features, start, self.num_frames).float()
+        return segment, self.targets[clip], clip

@@ -1,0 +1,59 @@
+"""Write outputs atomically: a temporary file in the same folder, then a rename.
+
+A run killed at any moment leaves either the old file or the new one, never half of one.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+
+
+def write_bytes(path: str | Path, data: bytes) -> None:
+    """Write `data` to `path` atomically (fsync, then rename over any old file)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as file:
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temp_name, path)
+    except BaseException:
+        Path(temp_name).unlink(missing_ok=True)
+        raise
+
+
+def write_text(path: str | Path, text: str) -> None:
+    """Write UTF-8 text atomically."""
+    write_bytes(path, text.encode("utf-8"))
+
+
+def write_json(path: str | Path, data: Any) -> None:
+    """Write JSON (indented, keys in insertion order) atomically."""
+    write_text(path, json.dumps(data, indent=2) + "\n")
+
+
+def write_csv(table: pd.DataFrame, path: str | Path) -> None:
+    """Write a DataFrame as CSV (no index) atomically."""
+    write_text(path, table.to_csv(index=False))
+
+
+def save_torch(obj: Any, path: str | Path) -> None:
+    """Save with torch.save atomically."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    write_bytes(path, buffer.getvalue())
+
+
+def load_torch(path: str | Path) -> Any:
+    """Load a file written by `save_torch` safely: tensors and plain Python types only."""
+    return torch.load(path, map_location="cpu", weights_only=True)

@@ -1,0 +1,369 @@
+"""Train and evaluate: the loop, clip-level evaluation, checkpoints and the whole experiment."""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from .augment import InputPipeline
+from .config import FeatureConfig, Recipe
+from .data import SegmentDataset, check_splits, class_names, limit_per_class, save_manifest
+from .errors import AudioclsError
+from .features import extract_log_mels, feature_stats
+from .files import load_torch, save_torch, write_csv, write_json
+from .metrics import classification_metrics
+from .models import create_model
+from .plots import plot_confusion_matrix
+from .tracking import Tracker
+
+MODEL_FORMAT = "audiocls-model/1"
+
+
+def pick_device(requested: str | None = None) -> torch.device:
+    """Return the requested device, else CUDA, then Apple's MPS, then the CPU."""
+    if requested:
+        return torch.device(requested)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and PyTorch (CPU and CUDA) random number generators."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def default_workers() -> int:
+    """Return DataLoader workers for decoding: none on 2 cores, up to 4 on bigger machines."""
+    cores = os.cpu_count() or 1
+    return 0 if cores <= 2 else min(4, cores - 1)
+
+
+@dataclass
+class Features:
+    """Log-Mel features of every clip of one split, with their targets."""
+
+    log_mels: list[torch.Tensor]
+    targets: list[int]
+    paths: list[str] = field(default_factory=list)
+
+
+def compute_split_features(
+    manifest: pd.DataFrame,
+    classes: Sequence[str],
+    config: FeatureConfig,
+    device: torch.device,
+    progress: bool = True,
+    num_workers: int | None = None,
+) -> dict[str, Features]:
+    """Compute each clip's log-Mel once (batched, on `device`) and group them by split."""
+    index = {name: i for i, name in enumerate(classes)}
+    paths = manifest["path"].tolist()
+    workers = default_workers() if num_workers is None else num_workers
+    log_mels = extract_log_mels(paths, config, device, num_workers=workers, progress=progress)
+    splits = {}
+    for split, rows in manifest.groupby("split"):
+        positions = [manifest.index.get_loc(i) for i in rows.index]
+        splits[str(split)] = Features(
+            log_mels=[log_mels[p] for p in positions],
+            targets=[index[label] for label in rows["label"]],
+            paths=[paths[p] for p in positions],
+        )
+    return splits
+
+
+def _autocast(device: torch.device) -> Any:
+    """Return an autocast context: bf16/fp16 on CUDA, a no-op elsewhere."""
+    if device.type != "cuda":
+        return torch.autocast(device_type="cpu", enabled=False)
+    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.autocast(device_type="cuda", dtype=dtype)
+
+
+def train_one_epoch(
+    model: nn.Module,
+    loader: DataLoader,
+    pipeline: InputPipeline,
+    optimizer: torch.optim.Optimizer,
+    loss_fn: nn.Module,
+    device: torch.device,
+    scaler: torch.amp.GradScaler,
+    progress: bool = True,
+    description: str = "train",
+) -> tuple[float, float]:
+    """Train one pass over `loader`; return the mean loss and accuracy over its segments."""
+    model.train()
+    total_loss, correct, seen = 0.0, 0, 0
+    for features, targets, _ in tqdm(loader, desc=description, unit="batch", leave=False,
+                                     disable=not progress):
+        features, targets = features.to(device, non_blocking=True), targets.to(device)
+        inputs = pipeline(features, train=True)
+        with _autocast(device):
+            logits = model(inputs)
+            loss = loss_fn(logits, targets)  # mean over the batch: lr means the same at any size
+        if not torch.isfinite(loss):
+            raise AudioclsError(f"Training loss became {loss.item()}: lower the learning rate or "
+                                "check the inputs for NaN")
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        total_loss += loss.item() * len(targets)
+        correct += int((logits.argmax(1) == targets).sum())
+        seen += len(targets)
+    return total_loss / seen, correct / seen
+
+
+@torch.inference_mode()
+def predict_clips(
+    model: nn.Module,
+    dataset: SegmentDataset,
+    pipeline: InputPipeline,
+    device: torch.device,
+    batch_size: int = 32,
+    progress: bool = False,
+) -> torch.Tensor:
+    """Return clip-level probabilities (clips, classes): the mean softmax over each clip's windows."""
+    model.eval()
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
+    sums: torch.Tensor | None = None
+    counts = torch.zeros(len(dataset.log_mels))
+    for features, _, clips in tqdm(loader, desc="evaluate", unit="batch", leave=False,
+                                   disable=not progress):
+        with _autocast(device):
+            logits = model(pipeline(features.to(device), train=False))
+        probabilities = logits.float().softmax(dim=1).cpu()
+        if sums is None:
+            sums = torch.zeros(len(dataset.log_mels), probabilities.shape[1])
+        sums.index_add_(0, clips, probabilities)
+        counts.index_add_(0, clips, torch.ones(len(clips)))
+    assert sums is not None and (counts > 0).all(), "every clip needs at least one window"
+    return sums / counts.unsqueeze(1)
+
+
+def evaluate_clips(
+    model: nn.Module,
+    features: Features,
+    pipeline: InputPipeline,
+    recipe: Recipe,
+    num_frames: int,
+    device: torch.device,
+    classes: Sequence[str],
+) -> tuple[float, dict[str, Any]]:
+    """Score whole clips (windows averaged); return the clip NLL loss and the metrics."""
+    hop = max(1, int(num_frames * recipe.eval_hop_fraction))
+    dataset = SegmentDataset(features.log_mels, features.targets, num_frames, train=False,
+                             hop_frames=hop)
+    probabilities = predict_clips(model, dataset, pipeline, device, batch_size=recipe.batch_size)
+    targets = torch.tensor(features.targets)
+    loss = float(nn.functional.nll_loss(probabilities.clamp_min(1e-8).log(), targets))
+    metrics = classification_metrics(targets.tolist(), probabilities.argmax(1).tolist(), classes)
+    return loss, metrics
+
+
+def make_optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
+    """Build Adam or AdamW with the recipe's learning rate and weight decay."""
+    optimizers = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
+    if recipe.optimizer not in optimizers:
+        raise AudioclsError(f"Unknown optimizer {recipe.optimizer!r}; choose {sorted(optimizers)}")
+    return optimizers[recipe.optimizer](model.parameters(), lr=recipe.lr,
+                                        weight_decay=recipe.weight_decay)
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, recipe: Recipe
+                   ) -> torch.optim.lr_scheduler.LambdaLR:
+    """Build the seed's schedule: linear warmup, then StepLR-style decay (stepped per epoch).
+
+    The seed passed `verbose=` to StepLR, which recent PyTorch removed; one LambdaLR gives the
+    same rates and resumes from a checkpoint like any scheduler.
+    """
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, recipe.lr_factor)
+
+
+@dataclass
+class TrainResult:
+    """What `run_experiment` returns: metrics, history and where the files went."""
+
+    metrics: dict[str, Any]
+    history: pd.DataFrame
+    output_dir: Path
+    model: nn.Module
+    recipe: Recipe
+
+
+def model_bundle(model: nn.Module, recipe: Recipe, classes: Sequence[str], num_frames: int,
+                 mean: float, std: float) -> dict[str, Any]:
+    """Return everything `predict` needs, as tensors and plain Python types (weights_only-safe)."""
+    return {
+        "format": MODEL_FORMAT,
+        "model_name": recipe.model,
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "class_names": list(classes),
+        "feature_config": recipe.feature.to_dict(),
+        "recipe": recipe.to_dict(),
+        "num_frames": int(num_frames),
+        "mean": float(mean),
+        "std": float(std),
+    }
+
+
+def run_experiment(
+    manifest: pd.DataFrame,
+    recipe: Recipe,
+    output_dir: str | Path,
+    device: str | torch.device | None = None,
+    seed: int = 42,
+    tracking_mode: str | None = None,
+    progress: bool = True,
+    num_workers: int | None = None,
+    resume: bool = False,
+) -> TrainResult:
+    """Train `recipe` on the manifest's train split, select on val, report on test.
+
+    Writes to `output_dir`: metrics.json, history.csv, model.pt, manifest.csv, recipe.json and
+    checkpoints/{best,last}.pt, each written atomically.
+    """
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    device = pick_device(str(device) if device else None)
+    seed_everything(seed)
+    manifest = limit_per_class(manifest, recipe.clips_per_class, seed=seed)
+    for warning in check_splits(manifest):
+        print(f"Warning: {warning}")
+    classes = class_names(manifest)
+    save_manifest(manifest, output_dir / "manifest.csv")
+    write_json(output_dir / "recipe.json", recipe.to_dict())
+
+    # No longer than a typical long clip: 30 s segments of 5 s clips would be mostly padding.
+    segment_seconds = min(recipe.segment_seconds, float(manifest["duration"].quantile(0.95)))
+    num_frames = recipe.feature.seconds_to_frames(segment_seconds)
+    print(f"Recipe {recipe.name}: {recipe.model} at {recipe.image_size} px, {recipe.epochs} "
+          f"epochs, segments of {segment_seconds:.2f} s ({num_frames} frames), device {device}")
+
+    splits = compute_split_features(manifest, classes, recipe.feature, device, progress,
+                                    num_workers)
+    train = splits["train"]
+    mean, std = feature_stats(train.log_mels) if recipe.normalize else (0.0, 1.0)
+    pipeline = InputPipeline(recipe, num_frames, mean, std).to(device)
+
+    model = create_model(recipe.model, len(classes), recipe.pretrained).to(device)
+    optimizer = make_optimizer(model, recipe)
+    scheduler = make_scheduler(optimizer, recipe)
+    scaler = torch.amp.GradScaler(device.type, enabled=device.type == "cuda")
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing)
+    loader_rng = torch.Generator().manual_seed(seed)
+    train_loader = DataLoader(
+        SegmentDataset(train.log_mels, train.targets, num_frames, train=True),
+        batch_size=recipe.batch_size, shuffle=True, drop_last=len(train.targets) > recipe.batch_size,
+        generator=loader_rng,
+    )
+
+    checkpoints = output_dir / "checkpoints"
+    history: list[dict[str, Any]] = []
+    best: dict[str, Any] = {"epoch": -1, "val_acc": -1.0, "val_loss": math.inf}
+    start_epoch = 0
+    run_id = None
+    if resume and (checkpoints / "last.pt").exists():
+        state = load_torch(checkpoints / "last.pt")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
+        torch.set_rng_state(state["torch_rng"])
+        loader_rng.set_state(state["loader_rng"])
+        history, best, run_id = state["history"], state["best"], state.get("run_id")
+        start_epoch = state["epoch"] + 1
+        print(f"Resuming from {checkpoints / 'last.pt'} after epoch {start_epoch}")
+    elif resume:
+        print(f"No checkpoint in {checkpoints}; starting from scratch")
+
+    tracker = Tracker(experiment=output_dir.name, mode=tracking_mode, log_dir=output_dir.parent /
+                      "swanlog", config={**recipe.to_dict(), "seed": seed, "classes": classes},
+                      run_id=run_id)
+    has_val = "val" in splits
+    if not has_val:
+        print("Note: no validation split; the last epoch's model is kept")
+    try:
+        for epoch in range(start_epoch, recipe.epochs):
+            started = time.perf_counter()
+            lr = optimizer.param_groups[0]["lr"]
+            train_loss, train_acc = train_one_epoch(
+                model, train_loader, pipeline, optimizer, loss_fn, device, scaler, progress,
+                description=f"epoch {epoch + 1}/{recipe.epochs}",
+            )
+            scheduler.step()
+            row = {"epoch": epoch + 1, "lr": lr, "train_loss": train_loss, "train_acc": train_acc,
+                   "val_loss": math.nan, "val_acc": math.nan}
+            if has_val:
+                val_loss, val_metrics = evaluate_clips(model, splits["val"], pipeline, recipe,
+                                                       num_frames, device, classes)
+                row.update(val_loss=val_loss, val_acc=val_metrics["accuracy"])
+            row["seconds"] = round(time.perf_counter() - started, 2)
+            history.append(row)
+            print(f"epoch {epoch + 1:>3}/{recipe.epochs}  lr {lr:.2e}  train loss {train_loss:.4f} "
+                  f"acc {train_acc:.3f}  val loss {row['val_loss']:.4f} acc {row['val_acc']:.3f}  "
+                  f"({row['seconds']:.1f} s)")
+            tracker.log({"train/loss": train_loss, "train/acc": train_acc,
+                         "train/epoch": epoch + 1, "train/lr": lr}, step=epoch + 1)
+            if has_val:
+                tracker.log({"val/loss": row["val_loss"], "val/acc": row["val_acc"]},
+                            step=epoch + 1)
+            improved = not has_val or (row["val_acc"], -row["val_loss"]) > (
+                best["val_acc"], -best["val_loss"])
+            if improved:
+                best = {"epoch": epoch + 1, "val_acc": row["val_acc"], "val_loss": row["val_loss"]}
+                save_torch(model_bundle(model, recipe, classes, num_frames, mean, std),
+                           checkpoints / "best.pt")
+            save_torch({
+                "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
+                "torch_rng": torch.get_rng_state(), "loader_rng": loader_rng.get_state(),
+                "epoch": epoch, "history": history, "best": best, "run_id": tracker.run_id,
+            }, checkpoints / "last.pt")
+
+        # Report on the test set with the model chosen on validation: the test set chose nothing.
+        bundle = load_torch(checkpoints / "best.pt")
+        model.load_state_dict(bundle["state_dict"])
+        results: dict[str, Any] = {"classes": classes, "recipe": recipe.name, "seed": seed,
+                                   "best_epoch": best["epoch"], "segment_seconds": segment_seconds,
+                                   "device": str(device)}
+        for split in ("val", "test"):
+            if split in splits:
+                _, results[split] = evaluate_clips(model, splits[split], pipeline, recipe,
+                                                   num_frames, device, classes)
+            else:
+                results[split] = None
+                print(f"Note: no {split} split, so no {split} metrics")
+        if results["test"]:
+            tracker.log({"test/acc": results["test"]["accuracy"],
+                         "test/macro_f1": results["test"]["macro_f1"]})
+            figure = plot_confusion_matrix(results["test"]["confusion_matrix"], classes)
+            figure.savefig(output_dir / "confusion_matrix.png", dpi=100)
+            tracker.log_figure("test/confusion_matrix", figure)
+            plt.close(figure)
+    finally:
+        tracker.finish()
+
+    history_table = pd.DataFrame(history)
+    write_csv(history_table, output_dir / "history.csv")
+    write_json(output_dir / "metrics.json", results)
+    save_torch(bundle, output_dir / "model.pt")
+    return TrainResult(results, history_table, output_dir, model, recipe)

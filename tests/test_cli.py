@@ -1,0 +1,78 @@
+"""The command-line contract: synth -> prepare -> train -> evaluate -> predict."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from audiocls_utils.cli import main
+
+
+def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    """Run `audiocls ARGS` in-process and return (status, stdout, stderr)."""
+    status = main(list(args))
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+@pytest.mark.slow
+def test_the_whole_pipeline_from_the_command_line(tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    data, out = tmp_path / "synth", tmp_path / "run"
+    assert run(capsys, "synth", "--out", str(data), "--clips-per-class", "6", "--seconds",
+               "2")[0] == 0
+    status, text, _ = run(capsys, "prepare", "--data-dir", str(data), "--out",
+                          str(tmp_path / "m.csv"), "--split", "group")
+    assert status == 0 and "60 clips in 10 classes, 0 excluded" in text
+    manifest = pd.read_csv(tmp_path / "m.csv")
+    assert set(manifest["split"]) == {"train", "val", "test"}
+    assert manifest.groupby("group")["split"].nunique().max() == 1
+
+    status, text, _ = run(capsys, "train", "--data-dir", str(data), "--recipe", "baseline",
+                          "--profile", "smoke", "--output-dir", str(out), "--tracking",
+                          "disabled")
+    assert status == 0 and "Test accuracy" in text
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert len(metrics["classes"]) == 10
+    for split in ("val", "test"):
+        assert {"accuracy", "macro_f1"} <= set(metrics[split])
+        assert 0.0 <= metrics[split]["accuracy"] <= 1.0
+    assert len(metrics["test"]["confusion_matrix"]) == 10
+    assert (out / "model.pt").exists() and (out / "history.csv").exists()
+
+    clip = sorted((data / "genres" / "jazz").glob("*.wav"))[0]
+    status, text, _ = run(capsys, "predict", "--model", str(out / "model.pt"), str(clip),
+                          "--top-k", "3", "--json")
+    assert status == 0
+    [prediction] = json.loads(text)
+    assert len(prediction["top"]) == 3
+    assert sum(t["probability"] for t in prediction["top"]) <= 1.0 + 1e-6
+
+    status, text, _ = run(capsys, "evaluate", "--model", str(out / "model.pt"), "--data-dir",
+                          str(data), "--out", str(tmp_path / "eval.json"))
+    assert status == 0 and "macro-F1" in text
+    assert json.loads((tmp_path / "eval.json").read_text())["num_clips"] == 20
+
+
+def test_user_mistakes_print_one_line_and_exit_2(tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    status, _, err = run(capsys, "prepare", "--data-dir", str(tmp_path / "missing"), "--out",
+                         str(tmp_path / "m.csv"))
+    assert status == 2 and err.count("\n") == 1 and "does not exist" in err
+    assert not (tmp_path / "m.csv").exists()
+    (tmp_path / "junk.pt").write_bytes(b"not a model")
+    status, _, err = run(capsys, "predict", "--model", str(tmp_path / "junk.pt"), "x.wav")
+    assert status == 2 and "not a readable audiocls model" in err
+    status, _, err = run(capsys, "train", "--output-dir", str(tmp_path / "o"))
+    assert status == 2 and "--data-dir" in err
+
+
+def test_help_has_examples() -> None:
+    result = subprocess.run([sys.executable, "-m", "audiocls_utils", "train", "--help"],
+                            capture_output=True, text=True, check=True)
+    assert "example:" in result.stdout and "--profile" in result.stdout

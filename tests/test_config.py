@@ -1,0 +1,74 @@
+"""Recipes and profiles: the seed's schedule, JSON round trips, clear errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from audiocls_utils.config import (
+    RECIPES,
+    FeatureConfig,
+    Recipe,
+    apply_profile,
+    default_profile,
+    get_recipe,
+)
+from audiocls_utils.errors import AudioclsError
+
+
+def test_advanced_schedule_warms_up_for_5_epochs_then_steps_every_10() -> None:
+    recipe = get_recipe("seed-advanced")
+    factors = [recipe.lr_factor(epoch) for epoch in range(30)]
+    assert factors[:5] == pytest.approx([0.2, 0.4, 0.6, 0.8, 1.0])
+    assert factors[5:15] == pytest.approx([1.0] * 10)
+    assert factors[15:25] == pytest.approx([0.1] * 10)
+    assert factors[25:] == pytest.approx([0.01] * 5)
+
+
+def test_baseline_rate_is_constant() -> None:
+    assert {get_recipe("baseline").lr_factor(e) for e in range(20)} == {1.0}
+
+
+def test_seed_recipes_keep_the_seed_settings() -> None:
+    baseline, advanced = RECIPES["seed-baseline"], RECIPES["seed-advanced"]
+    assert (baseline.model, baseline.image_size, baseline.batch_size, baseline.epochs,
+            baseline.lr) == ("resnet18", 224, 16, 20, 1e-4)
+    assert (advanced.model, advanced.image_size, advanced.epochs) == ("resnext101_32x8d", 512, 30)
+    assert not baseline.feature.to_db  # the seed's missing dB scaling, kept on purpose
+    assert RECIPES["baseline"].feature.to_db and RECIPES["baseline"].normalize
+
+
+def test_recipe_round_trips_through_json() -> None:
+    recipe = apply_profile(get_recipe("advanced"), "cpu")
+    assert Recipe.from_dict(json.loads(json.dumps(recipe.to_dict()))) == recipe
+
+
+def test_unknown_settings_and_names_are_named_in_the_error() -> None:
+    with pytest.raises(AudioclsError, match="n_melz"):
+        FeatureConfig.from_dict({"n_melz": 64})
+    with pytest.raises(AudioclsError, match="baseline"):
+        get_recipe("basline")
+    with pytest.raises(AudioclsError, match="smoke"):
+        apply_profile(get_recipe("baseline"), "tiny")
+
+
+def test_profiles_shrink_but_full_is_the_recipe_as_written() -> None:
+    advanced = get_recipe("advanced")
+    assert apply_profile(advanced, "full") == advanced
+    cpu, smoke = apply_profile(advanced, "cpu"), apply_profile(advanced, "smoke")
+    assert cpu.image_size < advanced.image_size and cpu.epochs < advanced.epochs
+    assert 1 <= cpu.warmup_epochs < cpu.epochs and cpu.step_size >= 1
+    assert smoke.epochs <= cpu.epochs and smoke.clips_per_class is not None
+    assert default_profile("cuda:0") == "full" and default_profile("cpu") == "cpu"
+
+
+def test_feature_key_changes_with_any_setting() -> None:
+    assert FeatureConfig().key() == FeatureConfig().key()
+    assert FeatureConfig().key() != FeatureConfig(n_mels=64).key()
+
+
+def test_frame_count_matches_a_centered_stft() -> None:
+    config = FeatureConfig(hop_length=512)
+    assert config.num_frames(22050 * 30) == 1292
+    assert config.seconds_to_frames(1.0) == 44

@@ -1,0 +1,178 @@
+"""Manifests and splits: junk skipped, bad clips named, one label map, no leakage."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from conftest import tone, write_wav
+
+from audiocls_utils.data import (
+    SegmentDataset,
+    build_manifest,
+    check_splits,
+    class_names,
+    find_data_root,
+    limit_per_class,
+    load_manifest,
+    make_splits,
+    save_manifest,
+    split_by_group,
+    split_random,
+)
+from audiocls_utils.errors import AudioclsError
+
+
+def _messy_dataset(root: Path) -> Path:
+    """Write a class-folder dataset with every kind of junk and bad clip beside good ones."""
+    for label in ("blues", "jazz"):
+        for index in range(5):
+            write_wav(root / label / f"{label}.{index:05d}.wav", tone(200.0 + 100 * index, 0.5))
+    write_wav(root / "blues" / "stereo.wav", np.stack([tone(300, 0.5), tone(500, 0.5)], 1))
+    write_wav(root / "blues" / "rate8k.wav", tone(300, 0.5, 8000), 8000)
+    write_wav(root / "jazz" / "rate44k.wav", tone(300, 0.5, 44100), 44100)
+    write_wav(root / "jazz" / "silent.wav", np.zeros(11025, np.float32))
+    (root / "jazz" / "empty.wav").write_bytes(b"")
+    (root / "jazz" / "fake.wav").write_text("not audio at all\n" * 10)
+    (root / "jazz" / "jazz.00054.wav").write_bytes(b"RIFF....WAVE")  # the known-corrupt one
+    (root / "blues" / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")
+    (root / "blues" / "._blues.00000.wav").write_bytes(b"\0\5\26\7")  # macOS resource fork
+    (root / "blues.mf").write_text("blues/blues.00000.wav\tblues\n")
+    (root / "README.txt").write_text("about this data")
+    (root / "jazz" / "cover.png").write_bytes(b"\x89PNG")
+    return root
+
+
+def test_manifest_skips_junk_and_names_each_bad_clip(tmp_path: Path) -> None:
+    manifest, excluded = build_manifest(_messy_dataset(tmp_path / "d"), progress=False)
+    assert sorted(manifest["label"].unique()) == ["blues", "jazz"]
+    assert len(manifest) == 13  # 10 + stereo + 8 kHz + 44.1 kHz
+    reasons = {Path(item.path).name: item.reason for item in excluded}
+    assert set(reasons) == {"silent.wav", "empty.wav", "fake.wav", "jazz.00054.wav"}
+    assert "silence" in reasons["silent.wav"]
+    assert "empty" in reasons["empty.wav"]
+    assert "decode" in reasons["fake.wav"]
+    assert "known-corrupt" in reasons["jazz.00054.wav"]
+    rows = manifest.set_index(manifest["path"].map(lambda p: Path(p).name))
+    assert rows.loc["stereo.wav", "channels"] == 2
+    assert rows.loc["rate8k.wav", "sample_rate"] == 8000
+    assert rows.loc["rate44k.wav", "sample_rate"] == 44100
+    assert rows.loc["blues.00000.wav", "duration"] == pytest.approx(0.5)
+
+
+def test_missing_directory_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(AudioclsError, match="does not exist"):
+        build_manifest(tmp_path / "nowhere")
+
+
+def test_folder_without_clips_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "empty_class").mkdir()
+    with pytest.raises(AudioclsError, match="No usable audio clips"):
+        build_manifest(tmp_path, progress=False)
+
+
+@pytest.mark.parametrize("layout", ["genres", "Data/genres_original"])
+def test_gtzan_layouts_are_found(tmp_path: Path, layout: str) -> None:
+    write_wav(tmp_path / layout / "rock" / "rock.00000.wav", tone(300, 0.2))
+    (tmp_path / "Data" / "features_30_sec.csv").parent.mkdir(exist_ok=True)
+    (tmp_path / "Data" / "features_30_sec.csv").write_text("filename,label\n")
+    assert find_data_root(tmp_path) == tmp_path / layout
+    manifest, _ = build_manifest(tmp_path, progress=False)
+    assert manifest["label"].tolist() == ["rock"]
+
+
+def test_label_pattern_reads_label_and_group_from_file_names(tmp_path: Path) -> None:
+    for name in ("3_ann_0.wav", "3_bob_1.wav", "7_ann_2.wav", "notes.wav"):
+        write_wav(tmp_path / name, tone(300, 0.2))
+    manifest, _ = build_manifest(tmp_path, label_pattern="fsdd", progress=False)
+    assert manifest[["label", "group"]].values.tolist() == [["3", "ann"], ["3", "bob"],
+                                                            ["7", "ann"]]
+
+
+def test_groups_csv_sets_the_group_column(tmp_path: Path) -> None:
+    write_wav(tmp_path / "a" / "1.wav", tone(300, 0.2))
+    write_wav(tmp_path / "a" / "2.wav", tone(300, 0.2))
+    (tmp_path / "groups.csv").write_text("path,group\na/1.wav,artist1\na/2.wav,artist2\n")
+    manifest, _ = build_manifest(tmp_path, progress=False)
+    assert manifest["group"].tolist() == ["artist1", "artist2"]
+
+
+def _table(per_class: int, classes: str = "abc", groups: int = 0) -> pd.DataFrame:
+    rows = [{"path": f"/{c}/{i}.wav", "label": c, "duration": 1.0,
+             "group": f"g{i % groups}" if groups else ""}
+            for c in classes for i in range(per_class)]
+    return pd.DataFrame(rows)
+
+
+def test_random_split_is_the_seed_80_20_per_class_with_val_from_the_80() -> None:
+    split = split_random(_table(100), seed=42)
+    counts = split.groupby(["label", "split"]).size().unstack()
+    assert (counts["test"] == 20).all() and (counts["val"] == 10).all()
+    assert (counts["train"] == 70).all()
+    assert split["split"].equals(split_random(_table(100), seed=42)["split"])
+    assert not split["split"].equals(split_random(_table(100), seed=7)["split"])
+
+
+def test_a_class_with_one_clip_stays_in_training_and_is_reported() -> None:
+    table = pd.concat([_table(10, "ab"), _table(1, "z")], ignore_index=True)
+    split = split_random(table)
+    assert split.loc[split["label"] == "z", "split"].tolist() == ["train"]
+    warnings = check_splits(split)
+    assert any("['z']" in w and "test" in w for w in warnings)
+
+
+def test_group_split_keeps_every_group_in_one_split() -> None:
+    split = split_by_group(_table(30, groups=6), seed=1)
+    assert split.groupby("group")["split"].nunique().max() == 1
+    assert set(split["split"]) == {"train", "val", "test"}
+    assert check_splits(split) == []
+
+
+def test_random_split_with_groups_warns_about_leakage() -> None:
+    warnings = check_splits(split_random(_table(30, groups=3)))
+    assert any("several splits" in w for w in warnings)
+
+
+def test_group_split_without_groups_says_what_to_add() -> None:
+    with pytest.raises(AudioclsError, match="groups.csv"):
+        split_by_group(_table(5))
+
+
+def test_class_missing_from_training_is_an_error() -> None:
+    table = _table(4, "ab").assign(split="train")
+    table.loc[table["label"] == "b", "split"] = "test"
+    with pytest.raises(AudioclsError, match=r"\['b'\] have no training clip"):
+        check_splits(table)
+
+
+def test_class_names_are_one_sorted_list() -> None:
+    assert class_names(_table(2, "cab")) == ["a", "b", "c"]
+
+
+def test_limit_per_class_caps_each_split_and_class() -> None:
+    limited = limit_per_class(split_random(_table(50)), 3)
+    assert limited.groupby(["split", "label"]).size().max() == 3
+
+
+def test_manifest_round_trip_and_existing_split(tmp_path: Path, tone_dataset: Path) -> None:
+    manifest, _ = build_manifest(tone_dataset, progress=False)
+    save_manifest(make_splits(manifest, "random"), tmp_path / "m.csv")
+    loaded = make_splits(load_manifest(tmp_path / "m.csv"), "existing")
+    assert loaded["split"].value_counts().to_dict() == {"train": 27, "test": 6, "val": 3}
+    Path(loaded["path"][0]).unlink()
+    with pytest.raises(AudioclsError, match="no longer exist"):
+        load_manifest(tmp_path / "m.csv")
+
+
+def test_segment_dataset_crops_in_training_and_windows_in_evaluation() -> None:
+    clips = [torch.arange(20.0).repeat(2, 1), torch.arange(3.0).repeat(2, 1)]
+    train = SegmentDataset(clips, [0, 1], num_frames=5, train=True)
+    segment, target, clip = train[0]
+    assert segment.shape == (2, 5) and target == 0 and clip == 0
+    assert torch.equal(segment[0], torch.arange(segment[0, 0], segment[0, 0] + 5))
+    evaluation = SegmentDataset(clips, [0, 1], num_frames=5, train=False, hop_frames=5)
+    assert len(evaluation) == 5  # 4 windows of the long clip, 1 padded window of the short one
+    assert evaluation[4][0][0].tolist() == [0, 1, 2, 0, 0]

@@ -1,0 +1,90 @@
+"""Training end to end on small data: it learns, reports on test, and saves what predict needs."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from audiocls_utils.config import apply_profile, get_recipe
+from audiocls_utils.data import build_manifest, make_splits
+from audiocls_utils.predict import Predictor, load_bundle
+from audiocls_utils.train import make_scheduler, run_experiment
+
+
+def _quick(recipe_name: str = "baseline", **changes: object):  # noqa: ANN202
+    """Return the smoke profile of a recipe, with a rate that learns in a few epochs."""
+    recipe = apply_profile(get_recipe(recipe_name), "smoke")
+    return replace(recipe, **{"lr": 1e-3, "epochs": 4, "clips_per_class": None, **changes})
+
+
+def test_scheduler_follows_the_recipe_and_needs_no_verbose_argument() -> None:
+    recipe = replace(get_recipe("advanced"), epochs=30)
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
+    scheduler = make_scheduler(optimizer, recipe)
+    rates = []
+    for _ in range(30):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert rates == pytest.approx([recipe.lr_factor(e) for e in range(30)])
+
+
+@pytest.mark.slow
+def test_training_beats_chance_and_writes_the_contract_files(
+    tmp_path: Path, tone_dataset: Path
+) -> None:
+    manifest = make_splits(build_manifest(tone_dataset, progress=False)[0], "random")
+    result = run_experiment(manifest, _quick(), tmp_path / "run", seed=0, progress=False,
+                            tracking_mode="disabled")
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["classes"] == ["high", "low", "mid"]
+    assert metrics["test"]["accuracy"] >= 0.8  # chance is 1/3; measured 1.0
+    assert 0 <= metrics["val"]["macro_f1"] <= 1
+    assert len(metrics["test"]["confusion_matrix"]) == 3
+    history = pd.read_csv(tmp_path / "run" / "history.csv")
+    assert list(history["epoch"]) == [1, 2, 3, 4]
+    assert history["train_loss"].iloc[-1] < history["train_loss"].iloc[0]
+    assert result.metrics["best_epoch"] == int(history["val_acc"].idxmax()) + 1 or (
+        history["val_acc"].max() == history.loc[result.metrics["best_epoch"] - 1, "val_acc"])
+
+    bundle = load_bundle(tmp_path / "run" / "model.pt")  # weights_only: plain types and tensors
+    assert bundle["class_names"] == ["high", "low", "mid"]
+    predictor = Predictor(bundle)
+    clip = next((tone_dataset / "low").glob("*.wav"))
+    top = predictor.predict([clip], top_k=2)[0]["top"]
+    assert top[0]["label"] == "low" and len(top) == 2
+    assert top[0]["probability"] >= top[1]["probability"]
+
+
+@pytest.mark.slow
+def test_advanced_recipe_with_augmentation_runs(tmp_path: Path, tone_dataset: Path) -> None:
+    manifest = make_splits(build_manifest(tone_dataset, progress=False)[0], "random")
+    recipe = _quick("advanced", epochs=3)
+    assert recipe.warmup_epochs >= 1 and recipe.noise_std > 0 and recipe.time_mask > 0
+    result = run_experiment(manifest, recipe, tmp_path / "adv", seed=0, progress=False,
+                            tracking_mode="disabled")
+    assert list(result.history["lr"]) == pytest.approx(
+        [recipe.lr * recipe.lr_factor(e) for e in range(3)])
+    assert result.metrics["test"]["accuracy"] > 1 / 3
+
+
+@pytest.mark.slow
+def test_resume_reaches_the_same_result_as_an_uninterrupted_run(
+    tmp_path: Path, tone_dataset: Path
+) -> None:
+    manifest = make_splits(build_manifest(tone_dataset, progress=False)[0], "random")
+    recipe = _quick(epochs=3)
+    full = run_experiment(manifest, recipe, tmp_path / "full", seed=3, progress=False,
+                          tracking_mode="disabled")
+    run_experiment(manifest, replace(recipe, epochs=2), tmp_path / "part", seed=3,
+                   progress=False, tracking_mode="disabled")
+    resumed = run_experiment(manifest, recipe, tmp_path / "part", seed=3, progress=False,
+                             tracking_mode="disabled", resume=True)
+    assert resumed.history["train_loss"].tolist() == pytest.approx(
+        full.history["train_loss"].tolist(), rel=1e-4)
+    assert resumed.metrics["test"] == full.metrics["test"]
