@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_DIR ?= outputs/demo
 
-.PHONY: demo test lab install clean
+.PHONY: demo test lab install dashboard clean
 
 $(STAMP): pyproject.toml
 	@echo "==> Installing audiocls_utils and its dependencies into $(VENV)"
@@ -20,10 +20,14 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 test: $(STAMP)
+	@bash scripts/ensure-chromium.sh
 	$(BIN)/python -m pytest
 
 demo: $(STAMP)
 	$(BIN)/python -m audiocls_utils.demo --out $(DEMO_DIR)
+
+dashboard: $(STAMP)
+	$(BIN)/audiocls dashboard
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab notebooks/

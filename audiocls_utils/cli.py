@@ -1,4 +1,4 @@
-"""The `audiocls` command line: synth, prepare, train, evaluate, predict."""
+"""The `audiocls` command line: synth, prepare, train, evaluate, predict, export, dashboard."""
 
 from __future__ import annotations
 
@@ -22,19 +22,25 @@ def cmd_synth(args: argparse.Namespace) -> None:
     """Generate the built-in synthetic dataset."""
     from .synth import generate_dataset
 
-    root = generate_dataset(args.out, clips_per_class=args.clips_per_class, seconds=args.seconds,
-                            seed=args.seed, difficulty=args.difficulty, progress=_progress())
+    try:
+        root = generate_dataset(args.out, clips_per_class=args.clips_per_class,
+                                seconds=args.seconds, seed=args.seed,
+                                difficulty=args.difficulty, progress=_progress())
+    except (ValueError, FileExistsError) as error:
+        raise AudioclsError(str(error)) from None
     print(f"Synthetic dataset in {root}")
 
 
 def _manifest_with_splits(args: argparse.Namespace):  # noqa: ANN202 - pandas type
     """Build the manifest of --data-dir, report exclusions, and add the --split column."""
-    from .data import build_manifest, make_splits
+    from .data import build_manifest, make_splits, manifest_notes
 
     manifest, excluded = build_manifest(args.data_dir, label_pattern=args.label_pattern,
-                                        progress=_progress())
+                                        progress=_progress(), labels_csv=args.labels)
     for item in excluded:
         print(f"Excluded {item}")
+    for note in manifest_notes(manifest):
+        print(f"Note: {note}")
     return make_splits(manifest, args.split, seed=args.seed), excluded
 
 
@@ -115,6 +121,26 @@ def cmd_predict(args: argparse.Namespace) -> None:
         print(f"{result['path']}: {ranked}")
 
 
+def cmd_export(args: argparse.Namespace) -> None:
+    """Export a saved model to TorchScript or ONNX."""
+    from .export import export_model
+
+    out = export_model(args.model, args.format, args.out)
+    print(f"Wrote {out} (input: log-Mel segments; see {out}.json)")
+
+
+def cmd_dashboard(args: argparse.Namespace) -> None:
+    """Serve the SwanLab dashboard of the course's runs on localhost until Ctrl+C."""
+    import subprocess
+
+    from .dashboard import find_log_dir
+
+    log_dir = Path(args.log_dir) if args.log_dir else find_log_dir(args.search)
+    print(f"SwanLab dashboard for {log_dir}: open http://{args.host}:{args.port} (Ctrl+C stops)")
+    subprocess.run([sys.executable, "-m", "swanlab", "watch", str(log_dir), "--host", args.host,
+                    "--port", str(args.port)], check=False)
+
+
 EXAMPLES = {
     "synth": "audiocls synth --out data/synth --clips-per-class 30 --seconds 6",
     "prepare": "audiocls prepare --data-dir data/synth --out data/manifest.csv --split group",
@@ -122,6 +148,8 @@ EXAMPLES = {
              "--output-dir runs/baseline",
     "evaluate": "audiocls evaluate --model runs/baseline/model.pt --data-dir data/synth",
     "predict": "audiocls predict --model runs/baseline/model.pt song.wav --top-k 3",
+    "export": "audiocls export --model runs/baseline/model.pt --format onnx",
+    "dashboard": "audiocls dashboard --log-dir outputs/demo/swanlog --port 5092",
 }
 
 
@@ -131,6 +159,8 @@ def _add_data_arguments(parser: argparse.ArgumentParser, required: bool = True) 
                         help="folder with one sub-folder per class (GTZAN layouts are found)")
     parser.add_argument("--label-pattern", default=None,
                         help="read labels from file names: 'fsdd' or a regex with (?P<label>...)")
+    parser.add_argument("--labels", default=None,
+                        help="CSV with columns path,label[,group] (paths relative to --data-dir)")
     parser.add_argument("--split", default="random", choices=["random", "group"],
                         help="random: per-class stratified (seed 42); group: no speaker/artist "
                              "in two splits")
@@ -197,6 +227,20 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--json", action="store_true", help="print JSON instead of text")
     predict.add_argument("--device", default=None)
     predict.set_defaults(run=cmd_predict)
+
+    export = command("export", "Export a saved model to TorchScript or ONNX.")
+    export.add_argument("--model", required=True)
+    export.add_argument("--format", required=True, choices=["torchscript", "onnx"])
+    export.add_argument("--out", default=None, help="file to write (default: beside the model)")
+    export.set_defaults(run=cmd_export)
+
+    dashboard = command("dashboard", "Serve the SwanLab dashboard of local runs (no account).")
+    dashboard.add_argument("--log-dir", default=None,
+                           help="a swanlog folder (default: the newest one under --search)")
+    dashboard.add_argument("--search", default="outputs", help="where to look for swanlog folders")
+    dashboard.add_argument("--host", default="127.0.0.1")
+    dashboard.add_argument("--port", type=int, default=5092)
+    dashboard.set_defaults(run=cmd_dashboard)
     return parser
 
 

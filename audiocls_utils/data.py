@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 from collections.abc import Callable, Sequence
@@ -14,7 +15,7 @@ import torch
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from .audio import describe_audio, is_audio_path
+from .audio import AudioInfo, describe_audio, is_audio_path
 from .config import SPLIT_NAMES
 from .errors import AudioclsError
 from .features import crop_or_pad, window_starts
@@ -33,6 +34,9 @@ KNOWN_BAD_FILES = {
 }
 
 GROUPS_FILE = "groups.csv"
+SYNTH_MARKER = ".synth.json"  # written by audiocls_utils.synth: its files are not GTZAN's
+MIN_SECONDS = 0.1  # shorter clips hold too little sound to classify: excluded
+LONG_SECONDS = 600.0  # longer clips are kept, with a note: training sees random segments of them
 
 
 @dataclass(frozen=True)
@@ -109,39 +113,40 @@ def build_manifest(
     data_dir: str | Path,
     label_pattern: str | None = None,
     progress: bool = True,
+    labels_csv: str | Path | None = None,
 ) -> tuple[pd.DataFrame, list[Excluded]]:
     """Decode every clip below `data_dir` once and return the manifest and the excluded clips.
 
-    Labels come from the class folder (`root/<label>/<file>`), or from the file name when
+    Labels come from the class folder (`root/<label>/<file>`), from the file name when
     `label_pattern` is given (a name in LABEL_PATTERNS or a regex with (?P<label>) and optional
-    (?P<group>)). Groups (speaker, artist) come from the pattern or from `root/groups.csv`.
+    (?P<group>)), or from `labels_csv` (columns path,label[,group]; paths relative to the data
+    folder). Groups (speaker, artist) come from the pattern, the CSV or `root/groups.csv`.
     """
     root = find_data_root(data_dir)
-    read_label = _label_from_pattern(label_pattern) if label_pattern else _label_from_folder(root)
-    groups = read_groups(root)
-    rows, excluded = [], []
-    for path in tqdm(find_audio_files(root), desc="Checking clips", unit="clip",
-                     disable=not progress):
-        labelled = read_label(path)
-        if labelled is None:
-            continue  # not in a class folder, or not matching the pattern: not a clip
-        label, group = labelled
-        relative = path.relative_to(root).as_posix()
-        if path.name in KNOWN_BAD_FILES:
-            excluded.append(Excluded(str(path), KNOWN_BAD_FILES[path.name]))
-            continue
-        try:
-            info = describe_audio(path)
-        except AudioclsError as error:
-            excluded.append(Excluded(str(path), str(error).removeprefix(f"{path}: ")))
-            continue
-        if info.peak == 0.0:
-            excluded.append(Excluded(str(path), "digital silence (every sample is 0)"))
+    excluded: list[Excluded] = []
+    if labels_csv is not None:
+        candidates, missing = _read_labels_csv(root, Path(labels_csv))
+        excluded.extend(missing)
+    else:
+        read_label = _label_from_pattern(label_pattern) if label_pattern else _label_from_folder(root)
+        groups = read_groups(root)
+        candidates = []
+        for path in find_audio_files(root):
+            labelled = read_label(path)
+            if labelled is not None:  # else: not in a class folder, or not matching: not a clip
+                relative = path.relative_to(root).as_posix()
+                candidates.append((path, labelled[0], groups.get(relative, labelled[1])))
+    rows = []
+    for path, label, group in tqdm(candidates, desc="Checking clips", unit="clip",
+                                   disable=not progress):
+        problem, info = _check_clip(path)
+        if problem:
+            excluded.append(Excluded(printable(path), problem))
             continue
         rows.append({
             "path": str(path.resolve()),
             "label": label,
-            "group": groups.get(relative, group),
+            "group": group,
             "duration": round(info.duration, 4),
             "sample_rate": info.sample_rate,
             "channels": info.channels,
@@ -153,7 +158,78 @@ def build_manifest(
             + (f"; {len(excluded)} file(s) were excluded" if excluded else "")
         )
     manifest = pd.DataFrame(rows).sort_values(["label", "path"], ignore_index=True)
+    check_label_typos(manifest)
     return manifest, excluded
+
+
+def printable(path: Path) -> str:
+    """Return a path that prints anywhere: bytes that aren't UTF-8 are shown as escapes."""
+    return os.fsencode(path).decode("utf-8", errors="backslashreplace")
+
+
+def _check_clip(path: Path) -> tuple[str | None, AudioInfo | None]:
+    """Return (reason to exclude, None) or (None, info) for one candidate clip."""
+    if path.name in KNOWN_BAD_FILES and not (path.parent.parent / SYNTH_MARKER).exists():
+        return KNOWN_BAD_FILES[path.name], None
+    if printable(path) != str(path):
+        return "file name is not valid UTF-8: rename it (e.g. with `convmv`)", None
+    try:
+        info = describe_audio(path)
+    except AudioclsError as error:
+        return str(error).removeprefix(f"{path}: "), None
+    if info.peak == 0.0:
+        return "digital silence (every sample is 0)", None
+    if info.duration < MIN_SECONDS:
+        return f"too short ({info.duration:.3f} s < {MIN_SECONDS} s)", None
+    return None, info
+
+
+def _read_labels_csv(root: Path, table_path: Path) -> tuple[list[tuple[Path, str, str]],
+                                                             list[Excluded]]:
+    """Read (path, label, group) rows from a labels CSV; listed files that are missing are excluded."""
+    if not table_path.is_file():
+        raise AudioclsError(f"Labels file {table_path} not found")
+    table = pd.read_csv(table_path, dtype=str, keep_default_na=False)
+    if not {"path", "label"} <= set(table.columns):
+        raise AudioclsError(f"{table_path}: needs columns 'path' and 'label' (found "
+                            f"{list(table.columns)})")
+    blank = table.index[table["label"].str.strip() == ""].tolist()
+    if blank:
+        raise AudioclsError(f"{table_path}: row(s) {[i + 2 for i in blank[:5]]} have no label; "
+                            "fill them in or delete the rows")
+    rows, missing = [], []
+    for record in table.itertuples(index=False):
+        path = Path(record.path) if Path(record.path).is_absolute() else root / record.path
+        if not path.exists():
+            missing.append(Excluded(str(path), f"listed in {table_path.name} but missing"))
+            continue
+        rows.append((path, str(record.label), str(getattr(record, "group", "") or "")))
+    return rows, missing
+
+
+def check_label_typos(manifest: pd.DataFrame) -> None:
+    """Raise when two labels differ only by case, spacing or a near-miss spelling of a rare one."""
+    counts = manifest["label"].value_counts()
+    labels = sorted(counts.index)
+    for i, label in enumerate(labels):
+        for other in labels[i + 1:]:
+            same_text = label.strip().lower() == other.strip().lower()
+            close = difflib.SequenceMatcher(None, label.lower(), other.lower()).ratio() >= 0.8
+            rare, common = sorted((label, other), key=lambda name: counts[name])
+            if same_text or (close and counts[rare] * 5 <= counts[common]):
+                raise AudioclsError(
+                    f"Label {rare!r} ({counts[rare]} clip(s)) looks like a typo of {common!r} "
+                    f"({counts[common]} clips): rename the folder or fix the labels file"
+                )
+
+
+def manifest_notes(manifest: pd.DataFrame) -> list[str]:
+    """Return one line per kept clip or class that deserves a note (very long clips)."""
+    notes = []
+    for row in manifest[manifest["duration"] > LONG_SECONDS].itertuples():
+        notes.append(f"{row.path}: very long clip ({row.duration / 60:.1f} min), kept; training "
+                     "uses random segments of it and evaluation averages all its windows")
+    return notes
 
 
 def class_names(manifest: pd.DataFrame) -> list[str]:

@@ -15,6 +15,9 @@ from typing import Any
 import pandas as pd
 import torch
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
 
 def write_bytes(path: str | Path, data: bytes) -> None:
     """Write `data` to `path` atomically (fsync, then rename over any old file)."""
@@ -22,6 +25,7 @@ def write_bytes(path: str | Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.chmod(temp_name, 0o666 & ~_UMASK)  # mkstemp makes 0600; outputs get the usual mode
         with os.fdopen(handle, "wb") as file:
             file.write(data)
             file.flush()
