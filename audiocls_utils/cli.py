@@ -25,7 +25,8 @@ def cmd_synth(args: argparse.Namespace) -> None:
     try:
         root = generate_dataset(args.out, clips_per_class=args.clips_per_class,
                                 seconds=args.seconds, seed=args.seed,
-                                difficulty=args.difficulty, progress=_progress())
+                                difficulty=args.difficulty,
+                                artists_per_class=args.artists_per_class, progress=_progress())
     except (ValueError, FileExistsError) as error:
         raise AudioclsError(str(error)) from None
     print(f"Synthetic dataset in {root}")
@@ -189,6 +190,8 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--seconds", type=float, default=5.0)
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument("--difficulty", type=float, default=0.5, help="0 easy ... 1 hard")
+    synth.add_argument("--artists-per-class", type=int, default=4,
+                       help="artists per genre; --split group keeps each artist in one split")
     synth.set_defaults(run=cmd_synth)
 
     prepare = command("prepare", "Check every clip and write the manifest with a split column.")

@@ -258,7 +258,12 @@ def split_random(
 def split_by_group(
     manifest: pd.DataFrame, test_fraction: float = 0.2, val_fraction: float = 0.1, seed: int = 42
 ) -> pd.DataFrame:
-    """Split by `group` (speaker, artist) so that no group appears in two splits."""
+    """Split by `group` (speaker, artist) so that no group appears in two splits.
+
+    When each group holds one class (an artist plays one genre), groups are divided class by
+    class, so every split still has every class; otherwise (a speaker says every digit) groups
+    are divided as a whole.
+    """
     groups = manifest["group"].fillna("").astype(str)
     if (groups == "").any():
         missing = manifest.loc[groups == "", "path"].head(3).tolist()
@@ -266,23 +271,35 @@ def split_by_group(
             f"--split group needs a group for every clip; e.g. {missing} have none. Add a "
             f"{GROUPS_FILE} (path,group) to the data folder or use a label pattern with (?P<group>)"
         )
-    names = np.random.default_rng(seed).permutation(sorted(groups.unique()))
-    if len(names) < 3:
-        raise AudioclsError(f"--split group needs at least 3 groups; found {list(names)}")
-    sizes = groups.value_counts()
-    targets = {"test": test_fraction * len(manifest), "val": val_fraction * len(manifest)}
+    rng = np.random.default_rng(seed)
+    nested = manifest.assign(group=groups).groupby("group")["label"].nunique().max() == 1
+    parts = [groups[manifest["label"] == label] for label in sorted(manifest["label"].unique())]
+    split_of: dict[str, str] = {}
+    for part in parts if nested else [groups]:
+        split_of.update(_assign_groups(part.value_counts(), test_fraction, val_fraction, rng))
+    if "train" not in split_of.values():
+        raise AudioclsError(f"Too few groups ({len(split_of)}) to leave any for training")
+    return manifest.assign(split=groups.map(split_of))
+
+
+def _assign_groups(sizes: pd.Series, test_fraction: float, val_fraction: float,
+                   rng: np.random.Generator) -> dict[str, str]:
+    """Give each group (sizes: clips per group) a split, test first, then val, the rest train."""
+    names = list(rng.permutation(sorted(sizes.index)))
+    total = int(sizes.sum())
+    targets = {"test": test_fraction * total, "val": val_fraction * total}
     filled = {"test": 0, "val": 0}
     split_of: dict[str, str] = {}
-    for name in names:
-        split_of[name] = "train"
-        for split in ("test", "val"):  # take the group where it brings the split nearer its size
-            after = filled[split] + sizes[name]
-            if filled[split] == 0 or abs(after - targets[split]) < abs(filled[split] - targets[split]):
-                split_of[name], filled[split] = split, after
-                break
-    if "train" not in split_of.values():
-        raise AudioclsError(f"Too few groups ({len(names)}) to leave any for training")
-    return manifest.assign(split=groups.map(split_of))
+    for position, name in enumerate(names):
+        target = "train"
+        if position < len(names) - 1 or "train" in split_of.values():  # train keeps one group
+            for split in ("test", "val"):  # take the group where it brings the split nearer its size
+                after = filled[split] + sizes[name]
+                if filled[split] == 0 or abs(after - targets[split]) < abs(filled[split] - targets[split]):
+                    target, filled[split] = split, after
+                    break
+        split_of[name] = target
+    return split_of
 
 
 def make_splits(manifest: pd.DataFrame, method: str = "random", seed: int = 42) -> pd.DataFrame:

@@ -176,3 +176,12 @@ def test_segment_dataset_crops_in_training_and_windows_in_evaluation() -> None:
     evaluation = SegmentDataset(clips, [0, 1], num_frames=5, train=False, hop_frames=5)
     assert len(evaluation) == 5  # 4 windows of the long clip, 1 padded window of the short one
     assert evaluation[4][0][0].tolist() == [0, 1, 2, 0, 0]
+
+
+def test_group_split_keeps_every_class_when_artists_play_one_genre() -> None:
+    table = _table(12, "abcd")
+    table["group"] = table["label"] + "-artist" + (table.index % 4).astype(str)
+    split = split_by_group(table, seed=0)
+    counts = split.groupby(["label", "split"]).size().unstack(fill_value=0)
+    assert (counts[["train", "val", "test"]] == [6, 3, 3]).all().all()  # 4 artists of 3 clips
+    assert split.groupby("group")["split"].nunique().max() == 1
