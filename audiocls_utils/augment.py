@@ -104,12 +104,12 @@ def has_augmentation(recipe: Recipe) -> bool:
 class InputPipeline(nn.Module):
     """Turn a batch of log-Mel segments into CNN inputs, augmenting only in training."""
 
-    def __init__(self, recipe: Recipe, num_frames: int, mean: float = 0.0, std: float = 1.0
-                 ) -> None:
+    def __init__(self, recipe: Recipe, num_frames: int, mean: float = 0.0, std: float = 1.0,
+                 channels_last: bool = False) -> None:
         super().__init__()
         self.signal = SignalAugment(recipe) if recipe.gain_db or recipe.noise_std else None
         self.masks = SpecMasks(recipe.time_mask, recipe.freq_mask, num_frames)
-        self.model_input = ModelInput(recipe.image_size, mean, std)
+        self.model_input = ModelInput(recipe.image_size, mean, std, channels_last)
 
     def forward(self, features: torch.Tensor, train: bool = False) -> torch.Tensor:
         """Map (batch, n_mels, frames) to (batch, 3, image_size, image_size)."""

@@ -60,27 +60,32 @@ def cmd_prepare(args: argparse.Namespace) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    """Train a recipe and write metrics.json, model.pt and history.csv."""
+    """Train a recipe and write metrics.json, model.pt and history.csv (DDP under torchrun)."""
     from .config import apply_profile, default_profile, get_recipe
     from .data import load_manifest, make_splits
-    from .train import pick_device, run_experiment
+    from .train import pick_device, quiet_unless_main, run_experiment
 
-    device = pick_device(args.device)
-    profile = args.profile or default_profile(str(device))
-    recipe = apply_profile(get_recipe(args.recipe), profile)
-    if args.manifest:
-        manifest = make_splits(load_manifest(args.manifest), "existing")
-    else:
-        manifest, _ = _manifest_with_splits(args)
-    print(f"Profile {profile}; {len(manifest)} clips; output in {args.output_dir}")
-    result = run_experiment(manifest, recipe, args.output_dir, device=device, seed=args.seed,
-                            tracking_mode=args.tracking, progress=_progress(),
-                            resume=args.resume)
-    test = result.metrics.get("test")
-    if test:
-        print(f"Test accuracy {test['accuracy']:.3f}, macro-F1 {test['macro_f1']:.3f} "
-              f"({test['num_clips']} clips)")
-    print(f"Wrote {args.output_dir}/metrics.json, model.pt, history.csv")
+    with quiet_unless_main():
+        device = pick_device(args.device)
+        profile = args.profile or default_profile(str(device))
+        recipe = apply_profile(get_recipe(args.recipe), profile)
+        if args.manifest:
+            manifest = make_splits(load_manifest(args.manifest), "existing")
+        else:
+            manifest, _ = _manifest_with_splits(args)
+        print(f"Profile {profile}; {len(manifest)} clips; output in {args.output_dir}")
+        result = run_experiment(
+            manifest, recipe, args.output_dir, device=device, seed=args.seed,
+            tracking_mode=args.tracking, progress=_progress(), resume=args.resume,
+            num_workers=args.workers, cache=False if args.no_cache else (args.cache_dir or True),
+            amp=not args.no_amp, channels_last=False if args.no_channels_last else None,
+            pin_memory=False if args.no_pin_memory else None,
+        )
+        test = result.metrics.get("test")
+        if test:
+            print(f"Test accuracy {test['accuracy']:.3f}, macro-F1 {test['macro_f1']:.3f} "
+                  f"({test['num_clips']} clips)")
+        print(f"Wrote {args.output_dir}/metrics.json, model.pt, history.csv")
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
@@ -213,6 +218,21 @@ def build_parser() -> argparse.ArgumentParser:
                        help="SwanLab mode: local (default), offline, online or disabled")
     train.add_argument("--resume", action="store_true",
                        help="continue from OUTPUT_DIR/checkpoints/last.pt")
+    speed = train.add_argument_group(
+        "speed", "all on by default; for several GPUs, launch with "
+                 "`torchrun --nproc_per_node=N -m audiocls_utils train ...`")
+    speed.add_argument("--cache-dir", default=None,
+                       help="feature cache folder (default: $AUDIOCLS_CACHE, else "
+                            "~/.cache/audiocls/features)")
+    speed.add_argument("--no-cache", action="store_true",
+                       help="compute log-Mels every run and keep them in RAM")
+    speed.add_argument("--workers", type=int, default=None,
+                       help="DataLoader worker processes (default: by CPU count)")
+    speed.add_argument("--no-amp", action="store_true", help="no bf16/fp16 autocast on CUDA")
+    speed.add_argument("--no-channels-last", action="store_true",
+                       help="keep NCHW tensors on CUDA")
+    speed.add_argument("--no-pin-memory", action="store_true",
+                       help="no pinned host memory for CUDA copies")
     train.set_defaults(run=cmd_train)
 
     evaluate = command("evaluate", "Score a saved model on a dataset split (clip level).")

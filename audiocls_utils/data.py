@@ -5,20 +5,20 @@ from __future__ import annotations
 import difflib
 import os
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, DistributedSampler, Sampler
 from tqdm.auto import tqdm
 
 from .audio import AudioInfo, describe_audio, is_audio_path
 from .config import SPLIT_NAMES
 from .errors import AudioclsError
-from .features import crop_or_pad, window_starts
+from .features import LogMelSource, crop_or_pad, window_starts
 from .files import write_csv
 
 MANIFEST_COLUMNS = ["path", "label", "group", "duration", "sample_rate", "channels", "split"]
@@ -382,11 +382,16 @@ def load_manifest(path: str | Path) -> pd.DataFrame:
 
 class SegmentDataset(Dataset):
     """Serve fixed-length log-Mel segments: one random crop per clip in training, every window
-    (with its clip index) in evaluation."""
+    (with its clip index) in evaluation.
+
+    `log_mels` may be tensors or memory-mapped cache entries (`cache.CachedLogMel`): only each
+    segment is read into memory. Segments keep the features' dtype (float16 for dB): the input
+    pipeline converts them on the device, which halves what crosses to it.
+    """
 
     def __init__(
         self,
-        log_mels: Sequence[torch.Tensor],
+        log_mels: Sequence[LogMelSource],
         targets: Sequence[int],
         num_frames: int,
         train: bool,
@@ -408,11 +413,47 @@ class SegmentDataset(Dataset):
     def __len__(self) -> int:
         return len(self.log_mels) if self.train else len(self.windows)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int, int]:
-        clip, start = (index, None) if self.train else self.windows[index]
-        features = self.log_mels[clip]
-        if start is None:
-            spare = max(0, features.shape[-1] - self.num_frames)
-            start = int(torch.randint(0, spare + 1, (1,)))
-        segment = crop_or_pad(features, start, self.num_frames).float()
+    def __getitem__(self, index: int | tuple[int, float]) -> tuple[torch.Tensor, int, int]:
+        """Return (segment (n_mels, num_frames), target, clip index).
+
+        In training, `index` is a clip or a (clip, position in [0, 1)) pair from
+        `SegmentSampler`; a bare clip gets a position drawn from torch's generator.
+        """
+        if self.train:
+            clip, position = index if isinstance(index, tuple) else (index, float(torch.rand(())))
+            spare = max(0, self.log_mels[clip].shape[-1] - self.num_frames)
+            start = min(spare, int(position * (spare + 1)))
+        else:
+            clip, start = self.windows[index]
+        segment = crop_or_pad(self.log_mels[clip], start, self.num_frames)
         return segment, self.targets[clip], clip
+
+
+class SegmentSampler(Sampler[tuple[int, float]]):
+    """Yield (clip, crop position in [0, 1)) pairs for one training epoch of one rank.
+
+    Clips are shuffled and shared between ranks by DistributedSampler (seeded by seed + epoch);
+    positions are drawn from (seed, epoch, rank) in the main process. So the crops depend on
+    neither the number of DataLoader workers nor their persistence, and a resumed run repeats
+    them. Call `set_epoch` before each epoch.
+    """
+
+    def __init__(self, num_clips: int, seed: int = 0, rank: int = 0, world_size: int = 1) -> None:
+        self.order = DistributedSampler(range(num_clips), num_replicas=world_size, rank=rank,
+                                        shuffle=True, seed=seed)
+        self.seed, self.rank, self.epoch = seed, rank, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Choose the epoch whose order and crops to yield."""
+        self.epoch = epoch
+        self.order.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return len(self.order)
+
+    def __iter__(self) -> Iterator[tuple[int, float]]:
+        clips = list(self.order)
+        state = np.random.SeedSequence([self.seed, self.epoch, self.rank]).generate_state(1)
+        generator = torch.Generator().manual_seed(int(state[0]))
+        positions = torch.rand(len(clips), generator=generator, dtype=torch.float64).tolist()
+        return iter(zip(clips, positions, strict=True))
