@@ -232,15 +232,20 @@ def train_one_epoch(
     progress: bool = True,
     description: str = "train",
     amp: bool = True,
+    accumulate: int = 1,
 ) -> tuple[float, float]:
     """Train one pass over `loader`; return the mean loss and accuracy over its segments.
 
+    With `accumulate` > 1 gradients of that many batches add up before each optimizer step:
+    the step of a batch `accumulate` times larger, in the memory of one batch.
     Under DDP the figures cover the segments of all ranks.
     """
     model.train()
     total_loss, correct, seen = 0.0, 0, 0
-    for features, targets, _ in tqdm(loader, desc=description, unit="batch", leave=False,
-                                     disable=not progress):
+    optimizer.zero_grad(set_to_none=True)
+    last = len(loader) - 1
+    for index, (features, targets, _) in enumerate(tqdm(loader, desc=description, unit="batch",
+                                                        leave=False, disable=not progress)):
         features = features.to(device, non_blocking=True)
         targets = targets.to(device, non_blocking=True)
         inputs = pipeline(features, train=True)
@@ -250,10 +255,11 @@ def train_one_epoch(
         if not torch.isfinite(loss):
             raise AudioclsError(f"Training loss became {loss.item()}: lower the learning rate or "
                                 "check the inputs for NaN")
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
+        scaler.scale(loss / accumulate).backward()  # the mean over the accumulated batches
+        if (index + 1) % accumulate == 0 or index == last:
+            scaler.step(optimizer)
+            scaler.update()
+            optimizer.zero_grad(set_to_none=True)
         total_loss += loss.item() * len(targets)
         correct += int((logits.argmax(1) == targets).sum())
         seen += len(targets)
@@ -525,6 +531,7 @@ def _run_experiment(
             train_loss, train_acc = train_one_epoch(
                 net, train_loader, pipeline, optimizer, loss_fn, device, scaler, progress,
                 description=f"epoch {epoch + 1}/{recipe.epochs}", amp=amp,
+                accumulate=recipe.accumulate,
             )
             scheduler.step()
             broadcast_buffers(model)  # each rank updated BatchNorm statistics on its own batch
