@@ -235,7 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_arguments(train, required=False)
     train.add_argument("--manifest", help="use this manifest (with its split) instead of --data-dir")
     train.add_argument("--recipe", default="baseline",
-                       help="baseline, advanced, seed-baseline or seed-advanced")
+                       help="course, baseline, advanced, seed-baseline or seed-advanced")
     train.add_argument("--profile", choices=["smoke", "cpu", "full"], default=None,
                        help="full: the recipe as written (GPU); cpu: minutes on a laptop; "
                             "smoke: seconds (default: full with CUDA, else cpu)")

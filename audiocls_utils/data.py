@@ -183,7 +183,12 @@ def split_random(
 def split_by_group(
     manifest: pd.DataFrame, test_fraction: float = 0.2, val_fraction: float = 0.1, seed: int = 42
 ) -> pd.DataFrame:
-    """Split by `group` (speaker, artist) so that no group appears in two splits."""
+    """Split by `group` (speaker, artist) so that no group appears in two splits.
+
+    When every group holds a single class (artists within genres) and every class has at least
+    3 groups, each class is split on its own so that every class reaches val and test; groups
+    that span classes (speakers of every digit) are split across the whole set.
+    """
     groups = manifest["group"].fillna("").astype(str)
     if (groups == "").any():
         missing = manifest.loc[groups == "", "path"].head(3).tolist()
@@ -191,11 +196,23 @@ def split_by_group(
             f"--split group needs a group for every clip; e.g. {missing} have none. Add a "
             f"{GROUPS_FILE} (path,group) to the data folder or use a label pattern with (?P<group>)"
         )
+    labels = manifest["label"].astype(str)
+    one_class_each = (labels.groupby(groups).nunique() == 1).all()
+    if one_class_each and labels.nunique() > 1 and (groups.groupby(labels).nunique() >= 3).all():
+        split = pd.concat([_assign_groups(groups[labels == label], test_fraction, val_fraction, seed)
+                           for label in sorted(labels.unique())])
+        return manifest.assign(split=split)
+    return manifest.assign(split=_assign_groups(groups, test_fraction, val_fraction, seed))
+
+
+def _assign_groups(groups: pd.Series, test_fraction: float, val_fraction: float, seed: int
+                   ) -> pd.Series:
+    """Return each clip's split, giving whole groups to test, val and train (in random order)."""
     names = np.random.default_rng(seed).permutation(sorted(groups.unique()))
     if len(names) < 3:
         raise AudioclsError(f"--split group needs at least 3 groups; found {list(names)}")
     sizes = groups.value_counts()
-    targets = {"test": test_fraction * len(manifest), "val": val_fraction * len(manifest)}
+    targets = {"test": test_fraction * len(groups), "val": val_fraction * len(groups)}
     filled = {"test": 0, "val": 0}
     split_of: dict[str, str] = {}
     for name in names:
@@ -207,7 +224,7 @@ def split_by_group(
                 break
     if "train" not in split_of.values():
         raise AudioclsError(f"Too few groups ({len(names)}) to leave any for training")
-    return manifest.assign(split=groups.map(split_of))
+    return groups.map(split_of)
 
 
 def make_splits(manifest: pd.DataFrame, method: str = "random", seed: int = 42) -> pd.DataFrame:

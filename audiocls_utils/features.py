@@ -80,7 +80,10 @@ def extract_log_mels(
     num_workers: int = 0,
     progress: bool = True,
 ) -> list[torch.Tensor]:
-    """Compute every clip's full log-Mel (float16, (n_mels, frames)), in batches on `device`.
+    """Compute every clip's full log-Mel ((n_mels, frames)), in batches on `device`.
+
+    dB values are kept as float16 (steps of 0.06 dB at most); raw power (to_db=False) as float32,
+    since it exceeds float16's largest value (65,504) in loud clips and would become inf.
 
     Clips are decoded by the DataLoader (in `num_workers` processes) and transformed together on
     the device; each result is trimmed back to its own clip's frame count.
@@ -93,13 +96,14 @@ def extract_log_mels(
         collate_fn=_pad_batch,
     )
     results: list[torch.Tensor | None] = [None] * len(paths)
+    dtype = torch.float16 if config.to_db else torch.float32
     with torch.inference_mode():
         for indices, lengths, batch in tqdm(loader, desc="log-Mel", unit="batch",
                                             disable=not progress):
             features = extractor(batch.to(device))  # (batch, n_mels, frames)
             for row, (index, length) in enumerate(zip(indices, lengths, strict=True)):
                 frames = config.num_frames(length)
-                results[index] = features[row, :, :frames].to("cpu", torch.float16).clone()
+                results[index] = features[row, :, :frames].to("cpu", dtype).clone()
     return results  # type: ignore[return-value]
 
 

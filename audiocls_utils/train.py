@@ -19,7 +19,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from .augment import InputPipeline
+from .augment import InputPipeline, mixup
 from .config import FeatureConfig, Recipe
 from .data import SegmentDataset, check_splits, class_names, limit_per_class, save_manifest
 from .errors import AudioclsError
@@ -108,17 +108,21 @@ def train_one_epoch(
     scaler: torch.amp.GradScaler,
     progress: bool = True,
     description: str = "train",
+    mixup_alpha: float = 0.0,
 ) -> tuple[float, float]:
-    """Train one pass over `loader`; return the mean loss and accuracy over its segments."""
+    """Train one pass over `loader`; return the mean loss and accuracy over its segments
+    (with mixup, both weighted by each target's share of the blend)."""
     model.train()
     total_loss, correct, seen = 0.0, 0, 0
     for features, targets, _ in tqdm(loader, desc=description, unit="batch", leave=False,
                                      disable=not progress):
         features, targets = features.to(device, non_blocking=True), targets.to(device)
-        inputs = pipeline(features, train=True)
+        inputs, partners, lam = mixup(pipeline(features, train=True), targets, mixup_alpha)
         with _autocast(device):
             logits = model(inputs)
             loss = loss_fn(logits, targets)  # mean over the batch: lr means the same at any size
+            if lam < 1.0:
+                loss = lam * loss + (1.0 - lam) * loss_fn(logits, partners)
         if not torch.isfinite(loss):
             raise AudioclsError(f"Training loss became {loss.item()}: lower the learning rate or "
                                 "check the inputs for NaN")
@@ -127,7 +131,9 @@ def train_one_epoch(
         scaler.step(optimizer)
         scaler.update()
         total_loss += loss.item() * len(targets)
-        correct += int((logits.argmax(1) == targets).sum())
+        predictions = logits.argmax(1)
+        correct += lam * int((predictions == targets).sum()) + (1.0 - lam) * int(
+            (predictions == partners).sum())
         seen += len(targets)
     return total_loss / seen, correct / seen
 
@@ -307,7 +313,7 @@ def run_experiment(
             lr = optimizer.param_groups[0]["lr"]
             train_loss, train_acc = train_one_epoch(
                 model, train_loader, pipeline, optimizer, loss_fn, device, scaler, progress,
-                description=f"epoch {epoch + 1}/{recipe.epochs}",
+                description=f"epoch {epoch + 1}/{recipe.epochs}", mixup_alpha=recipe.mixup_alpha,
             )
             scheduler.step()
             row = {"epoch": epoch + 1, "lr": lr, "train_loss": train_loss, "train_acc": train_acc,

@@ -176,3 +176,15 @@ def test_segment_dataset_crops_in_training_and_windows_in_evaluation() -> None:
     evaluation = SegmentDataset(clips, [0, 1], num_frames=5, train=False, hop_frames=5)
     assert len(evaluation) == 5  # 4 windows of the long clip, 1 padded window of the short one
     assert evaluation[4][0][0].tolist() == [0, 1, 2, 0, 0]
+
+
+def test_group_split_of_artists_within_genres_reaches_every_class() -> None:
+    rows = [{"path": f"/{c}/{a}/{i}.wav", "label": c, "group": f"{c}-artist{a}", "duration": 1.0}
+            for c in "abcde" for a in range(4) for i in range(5)]  # 4 artists of 5 clips per class
+    split = split_by_group(pd.DataFrame(rows), seed=0)
+    assert split.groupby("group")["split"].nunique().max() == 1
+    # Per class: the first artist drawn fills test, the next val (each nearer its target than
+    # nothing), the other two train.
+    counts = split.groupby(["label", "split"]).size().unstack()
+    assert counts.to_dict("list") == {"test": [5] * 5, "train": [10] * 5, "val": [5] * 5}
+    assert check_splits(split) == []
