@@ -69,9 +69,13 @@ def _open(url: str, offset: int, timeout: float) -> tuple[http.client.HTTPRespon
                             "the URL, or download the file by hand and pass it as a file:// URL"
                             ) from None
     except urllib.error.URLError as error:
+        if urllib.parse.urlparse(url).scheme == "file":
+            raise AudioclsError(f"{url}: {error.reason}; check the path") from None
         raise AudioclsError(_offline_message(url, error.reason)) from None
     except (TimeoutError, OSError) as error:
         raise AudioclsError(_offline_message(url, error or "timed out")) from None
+    except ValueError as error:  # not a URL at all
+        raise AudioclsError(f"{url!r} is not a URL ({error}); e.g. https://... or file:///...") from None
     if offset and getattr(response, "status", None) == 206:
         if _content_range_start(response) == offset:
             return response, offset

@@ -132,6 +132,10 @@ def test_no_network_names_the_url_and_the_way_around_it(tmp_path: Path) -> None:
         download(url, tmp_path / "genres.tar.gz", progress=False)
     with Server(PAYLOAD) as server, pytest.raises(AudioclsError, match="HTTP 404"):
         download(server.url.replace("genres", "other"), tmp_path / "x.tar.gz", progress=False)
+    with pytest.raises(AudioclsError, match="No such file.*check the path"):
+        download((tmp_path / "absent.tar.gz").as_uri(), tmp_path / "x.tar.gz", progress=False)
+    with pytest.raises(AudioclsError, match="is not a URL"):
+        download("genres.tar.gz", tmp_path / "x.tar.gz", progress=False)
 
 
 def test_a_silent_server_times_out_instead_of_hanging(tmp_path: Path) -> None:
