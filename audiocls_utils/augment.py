@@ -119,3 +119,17 @@ class InputPipeline(nn.Module):
         if train:
             features = self.masks(features)
         return self.model_input(features)
+
+
+def mixup(inputs: torch.Tensor, targets: torch.Tensor, alpha: float
+          ) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """Blend each example with another of the batch (mixup, Zhang et al. 2018).
+
+    Return the mixed inputs, the partner's targets and the weight `lam` of the example's own
+    target: the loss is lam * loss(targets) + (1 - lam) * loss(partner_targets).
+    """
+    if alpha <= 0:
+        return inputs, targets, 1.0
+    lam = float(torch.distributions.Beta(alpha, alpha).sample())
+    partner = torch.randperm(inputs.shape[0], device=inputs.device)
+    return lam * inputs + (1.0 - lam) * inputs[partner], targets[partner], lam

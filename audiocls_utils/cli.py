@@ -1,4 +1,5 @@
-"""The `audiocls` command line: synth, prepare, train, evaluate, predict, export, dashboard."""
+"""The `audiocls` command line: synth, download, prepare, train, evaluate, predict, export,
+dashboard."""
 
 from __future__ import annotations
 
@@ -30,6 +31,38 @@ def cmd_synth(args: argparse.Namespace) -> None:
     except (ValueError, FileExistsError) as error:
         raise AudioclsError(str(error)) from None
     print(f"Synthetic dataset in {root}")
+
+
+def cmd_download(args: argparse.Namespace) -> None:
+    """Download a dataset archive, verify it, extract it safely and say what to run next."""
+    import posixpath
+    import re
+    import urllib.parse
+
+    from .data import find_data_root
+    from .download import ARCHIVE_SUFFIXES, download, extract_archive
+    from .gtzan import DEFAULT_SOURCE, SOURCES, known_sha256
+
+    url = args.url or SOURCES[DEFAULT_SOURCE].url
+    if args.sha256 and not re.fullmatch(r"[0-9a-fA-F]{64}", args.sha256):
+        raise AudioclsError(f"--sha256 {args.sha256!r} is not a SHA-256 (64 hex digits)")
+    sha256 = args.sha256 or known_sha256(url)
+    if sha256 is None:
+        print(f"Note: no --sha256 given and none is known for {url}; the archive's integrity "
+              "cannot be checked")
+    name = posixpath.basename(urllib.parse.urlparse(url).path)
+    if not name.endswith(ARCHIVE_SUFFIXES):
+        raise AudioclsError(f"{url} does not name a {', '.join(ARCHIVE_SUFFIXES)} archive")
+    dest = Path(args.dest)
+    archive = download(url, dest / name, sha256=sha256, progress=_progress())
+    if dest.is_dir() and find_data_root(dest) != dest:
+        print(f"{find_data_root(dest)} is already extracted; delete it to extract again")
+    else:
+        print(f"Extracting {archive} into {dest}")
+        extract_archive(archive, dest)
+    root = find_data_root(dest)
+    print(f"GTZAN is in {root} (you may delete {archive}). Next:\n"
+          f"  audiocls prepare --data-dir {dest} --out {dest / 'manifest.csv'} --split filtered")
 
 
 def _manifest_with_splits(args: argparse.Namespace):  # noqa: ANN202 - pandas type
@@ -85,13 +118,16 @@ def cmd_train(args: argparse.Namespace) -> None:
         if test:
             print(f"Test accuracy {test['accuracy']:.3f}, macro-F1 {test['macro_f1']:.3f} "
                   f"({test['num_clips']} clips)")
+        else:
+            print("No test set in this split, so no result to report: the validation figures "
+                  "chose the model and overstate its accuracy")
         print(f"Wrote {args.output_dir}/metrics.json, model.pt, history.csv")
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
     """Score a saved model on a split of a dataset (clip level) and write the metrics as JSON."""
     from .files import write_json
-    from .metrics import classification_metrics, format_report
+    from .metrics import classification_metrics, format_confusion_matrix, format_report
     from .predict import Predictor
 
     predictor = Predictor.from_file(args.model, device=args.device)
@@ -102,16 +138,34 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         raise AudioclsError(f"Labels {unknown} are not among the model's classes "
                             f"{predictor.class_names}")
     if rows.empty:
-        raise AudioclsError(f"The {args.subset} split is empty; choose another with --subset")
+        raise AudioclsError(f"The {args.subset} split of --split {args.split} is empty (no "
+                            f"{args.subset} set); choose another with --subset")
+    _warn_if_trained_on(rows, Path(args.model))
     probabilities = predictor.probabilities(rows["path"].tolist())
     targets = [predictor.class_names.index(label) for label in rows["label"]]
     metrics = classification_metrics(targets, probabilities.argmax(1).tolist(),
                                      predictor.class_names)
     print(format_report(metrics, predictor.class_names))
+    print(format_confusion_matrix(metrics["confusion_matrix"], predictor.class_names))
     out = Path(args.out or Path(args.model).with_name(f"evaluation_{args.subset}.json"))
     write_json(out, {"model": str(args.model), "split": args.split, "subset": args.subset,
                      "classes": predictor.class_names, **metrics})
     print(f"Wrote {out}")
+
+
+def _warn_if_trained_on(rows, model: Path) -> None:  # noqa: ANN001 - pandas type
+    """Warn when clips being scored trained the model (its run's manifest.csv says so)."""
+    import pandas as pd
+
+    run_manifest = model.with_name("manifest.csv")
+    if not run_manifest.exists():
+        return
+    trained = pd.read_csv(run_manifest, usecols=["path", "split"], dtype=str)
+    seen = set(trained.loc[trained["split"] == "train", "path"])
+    overlap = int(rows["path"].isin(seen).sum())
+    if overlap:
+        print(f"Warning: {overlap} of these {len(rows)} clips trained this model ({run_manifest} "
+              "says so): evaluate with the --split and --seed it was trained with")
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
@@ -149,6 +203,7 @@ def cmd_dashboard(args: argparse.Namespace) -> None:
 
 EXAMPLES = {
     "synth": "audiocls synth --out data/synth --clips-per-class 30 --seconds 6",
+    "download": "audiocls download gtzan --dest data/gtzan",
     "prepare": "audiocls prepare --data-dir data/synth --out data/manifest.csv --split group",
     "train": "audiocls train --data-dir data/synth --recipe baseline --profile cpu "
              "--output-dir runs/baseline",
@@ -167,9 +222,10 @@ def _add_data_arguments(parser: argparse.ArgumentParser, required: bool = True) 
                         help="read labels from file names: 'fsdd' or a regex with (?P<label>...)")
     parser.add_argument("--labels", default=None,
                         help="CSV with columns path,label[,group] (paths relative to --data-dir)")
-    parser.add_argument("--split", default="random", choices=["random", "group"],
+    parser.add_argument("--split", default="random", choices=["random", "group", "filtered"],
                         help="random: per-class stratified (seed 42); group: no speaker/artist "
-                             "in two splits")
+                             "in two splits; filtered: GTZAN's artist-filtered split (Kereliuk "
+                             "et al. 2015)")
     parser.add_argument("--seed", type=int, default=42)
 
 
@@ -199,6 +255,16 @@ def build_parser() -> argparse.ArgumentParser:
                        help="artists per genre; --split group keeps each artist in one split")
     synth.set_defaults(run=cmd_synth)
 
+    fetch = command("download", "Download a dataset archive (resumable, verified) and extract it.")
+    fetch.add_argument("dataset", choices=["gtzan"])
+    fetch.add_argument("--dest", required=True, help="folder to download and extract into")
+    fetch.add_argument("--url", default=None,
+                       help="archive URL: another mirror, or file:///path/to/genres.tar.gz "
+                            "downloaded by hand (default: the Hugging Face copy)")
+    fetch.add_argument("--sha256", default=None,
+                       help="expected SHA-256 of the archive (known for the default URLs)")
+    fetch.set_defaults(run=cmd_download)
+
     prepare = command("prepare", "Check every clip and write the manifest with a split column.")
     _add_data_arguments(prepare)
     prepare.add_argument("--out", required=True, help="manifest CSV to write")
@@ -208,7 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_arguments(train, required=False)
     train.add_argument("--manifest", help="use this manifest (with its split) instead of --data-dir")
     train.add_argument("--recipe", default="baseline",
-                       help="baseline, advanced, seed-baseline or seed-advanced")
+                       help="course, baseline, advanced, seed-baseline or seed-advanced")
     train.add_argument("--profile", choices=["smoke", "cpu", "full"], default=None,
                        help="full: the recipe as written (GPU); cpu: minutes on a laptop; "
                             "smoke: seconds (default: full with CUDA, else cpu)")

@@ -20,6 +20,7 @@ from .config import SPLIT_NAMES
 from .errors import AudioclsError
 from .features import LogMelSource, crop_or_pad, window_starts
 from .files import write_csv
+from .gtzan import split_filtered
 
 MANIFEST_COLUMNS = ["path", "label", "group", "duration", "sample_rate", "channels", "split"]
 
@@ -303,16 +304,19 @@ def _assign_groups(sizes: pd.Series, test_fraction: float, val_fraction: float,
 
 
 def make_splits(manifest: pd.DataFrame, method: str = "random", seed: int = 42) -> pd.DataFrame:
-    """Add a `split` column by `method`: random, group, or keep the manifest's existing one."""
+    """Add a `split` column by `method`: random, group, filtered (GTZAN's artist-filtered
+    split, which keeps only its 930 listed clips) or keep the manifest's existing one."""
     if method == "random":
         return split_random(manifest, seed=seed)
     if method == "group":
         return split_by_group(manifest, seed=seed)
+    if method == "filtered":
+        return split_filtered(manifest)
     if method == "existing":
         if "split" not in manifest or manifest["split"].isna().any():
             raise AudioclsError("The manifest has no complete `split` column; run `audiocls prepare`")
         return manifest
-    raise AudioclsError(f"Unknown split {method!r}; choose random, group or existing")
+    raise AudioclsError(f"Unknown split {method!r}; choose random, group, filtered or existing")
 
 
 def check_splits(manifest: pd.DataFrame) -> list[str]:

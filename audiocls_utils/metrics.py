@@ -39,3 +39,15 @@ def format_report(metrics: dict[str, Any], class_names: Sequence[str]) -> str:
     lines.append(f"accuracy {metrics['accuracy']:.3f}   macro-F1 {metrics['macro_f1']:.3f}   "
                  f"({metrics['num_clips']} clips)")
     return "\n".join(lines)
+
+
+def format_confusion_matrix(matrix: Sequence[Sequence[int]], class_names: Sequence[str]) -> str:
+    """Return the confusion matrix as text: one row per true class, one column per prediction."""
+    corner = "true \\ predicted"
+    width = max(len(corner), *(len(name) for name in class_names)) + 1
+    short = [name[:6] for name in class_names]  # column heads stay narrow
+    column = max(4, *(len(name) for name in short)) + 1
+    lines = [corner.ljust(width) + "".join(name.rjust(column) for name in short)]
+    for name, row in zip(class_names, matrix, strict=True):
+        lines.append(name.ljust(width) + "".join(str(int(count)).rjust(column) for count in row))
+    return "\n".join(lines)

@@ -22,7 +22,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from .augment import InputPipeline
+from .augment import InputPipeline, mixup
 from .cache import FeatureCache
 from .config import FeatureConfig, Recipe
 from .data import (
@@ -233,8 +233,10 @@ def train_one_epoch(
     description: str = "train",
     amp: bool = True,
     accumulate: int = 1,
+    mixup_alpha: float = 0.0,
 ) -> tuple[float, float]:
-    """Train one pass over `loader`; return the mean loss and accuracy over its segments.
+    """Train one pass over `loader`; return the mean loss and accuracy over its segments
+    (with mixup, both weighted by each target's share of the blend).
 
     With `accumulate` > 1 gradients of that many batches add up before each optimizer step:
     the step of a batch `accumulate` times larger, in the memory of one batch.
@@ -248,10 +250,12 @@ def train_one_epoch(
                                                         leave=False, disable=not progress)):
         features = features.to(device, non_blocking=True)
         targets = targets.to(device, non_blocking=True)
-        inputs = pipeline(features, train=True)
+        inputs, partners, lam = mixup(pipeline(features, train=True), targets, mixup_alpha)
         with _autocast(device, amp):
             logits = model(inputs)
             loss = loss_fn(logits, targets)  # mean over the batch: lr means the same at any size
+            if lam < 1.0:
+                loss = lam * loss + (1.0 - lam) * loss_fn(logits, partners)
         if not torch.isfinite(loss):
             raise AudioclsError(f"Training loss became {loss.item()}: lower the learning rate or "
                                 "check the inputs for NaN")
@@ -261,7 +265,9 @@ def train_one_epoch(
             scaler.update()
             optimizer.zero_grad(set_to_none=True)
         total_loss += loss.item() * len(targets)
-        correct += int((logits.argmax(1) == targets).sum())
+        predictions = logits.argmax(1)
+        correct += lam * int((predictions == targets).sum()) + (1.0 - lam) * int(
+            (predictions == partners).sum())
         seen += len(targets)
     total_loss, correct, seen = all_reduce(
         torch.tensor([total_loss, correct, seen], dtype=torch.float64)).tolist()
@@ -531,7 +537,7 @@ def _run_experiment(
             train_loss, train_acc = train_one_epoch(
                 net, train_loader, pipeline, optimizer, loss_fn, device, scaler, progress,
                 description=f"epoch {epoch + 1}/{recipe.epochs}", amp=amp,
-                accumulate=recipe.accumulate,
+                accumulate=recipe.accumulate, mixup_alpha=recipe.mixup_alpha,
             )
             scheduler.step()
             broadcast_buffers(model)  # each rank updated BatchNorm statistics on its own batch

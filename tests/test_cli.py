@@ -77,3 +77,31 @@ def test_help_has_examples() -> None:
     result = subprocess.run([sys.executable, "-m", "audiocls_utils", "train", "--help"],
                             capture_output=True, text=True, check=True)
     assert "example:" in result.stdout and "--profile" in result.stdout
+
+
+def test_evaluate_warns_when_the_scored_clips_trained_the_model(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from audiocls_utils.cli import _warn_if_trained_on
+
+    (tmp_path / "manifest.csv").write_text("path,label,split\n/a.wav,x,train\n/b.wav,x,test\n")
+    _warn_if_trained_on(pd.DataFrame({"path": ["/b.wav"]}), tmp_path / "model.pt")
+    assert capsys.readouterr().out == ""
+    _warn_if_trained_on(pd.DataFrame({"path": ["/a.wav", "/b.wav"]}), tmp_path / "model.pt")
+    assert "Warning: 1 of these 2 clips trained this model" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_train_without_a_test_split_says_there_is_no_result(
+    tmp_path: Path, tone_dataset: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run(capsys, "prepare", "--data-dir", str(tone_dataset), "--out",
+               str(tmp_path / "m.csv"))[0] == 0
+    manifest = pd.read_csv(tmp_path / "m.csv")
+    manifest.loc[manifest["split"] == "test", "split"] = "train"
+    manifest.to_csv(tmp_path / "m.csv", index=False)
+    status, text, _ = run(capsys, "train", "--manifest", str(tmp_path / "m.csv"), "--profile",
+                          "smoke", "--output-dir", str(tmp_path / "run"), "--tracking", "disabled")
+    assert status == 0 and "Test accuracy" not in text
+    assert "No test set in this split, so no result to report" in text
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["test"] is None

@@ -224,3 +224,15 @@ def test_crops_do_not_depend_on_loader_workers() -> None:
     for (serial, parallel) in zip(batches[0], batches[1], strict=True):
         assert all(torch.equal(a, b) for a, b in zip(serial, parallel, strict=True))
     assert not torch.equal(batches[0][0][0], batches[0][1][0])  # a new epoch, new crops
+
+
+def test_group_split_of_artists_within_genres_reaches_every_class() -> None:
+    rows = [{"path": f"/{c}/{a}/{i}.wav", "label": c, "group": f"{c}-artist{a}", "duration": 1.0}
+            for c in "abcde" for a in range(4) for i in range(5)]  # 4 artists of 5 clips per class
+    split = split_by_group(pd.DataFrame(rows), seed=0)
+    assert split.groupby("group")["split"].nunique().max() == 1
+    # Per class: the first artist drawn fills test, the next val (each nearer its target than
+    # nothing), the other two train.
+    counts = split.groupby(["label", "split"]).size().unstack()
+    assert counts.to_dict("list") == {"test": [5] * 5, "train": [10] * 5, "val": [5] * 5}
+    assert check_splits(split) == []

@@ -1,0 +1,247 @@
+"""Downloads offline: file:// and a loopback HTTP server with Range; extraction that cannot escape."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import socket
+import tarfile
+import threading
+import zipfile
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from conftest import tone, write_wav
+
+from audiocls_utils.cli import main
+from audiocls_utils.download import download, extract_archive, file_sha256
+from audiocls_utils.errors import AudioclsError
+
+PAYLOAD = bytes(range(256)) * 4000  # 1,024,000 bytes: more than one read chunk
+PAYLOAD_SHA = hashlib.sha256(PAYLOAD).hexdigest()
+
+
+class Server:
+    """A loopback HTTP server for one payload: Range support, and a first answer cut short."""
+
+    def __init__(self, payload: bytes, ranges: bool = True, cut_first_at: int | None = None):
+        self.payload, self.ranges, self.cut_first_at = payload, ranges, cut_first_at
+        self.range_headers: list[str | None] = []
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - http.server's name
+                server.range_headers.append(self.headers.get("Range"))
+                if self.path != "/genres.tar.gz":
+                    self.send_error(404)
+                    return
+                start = 0
+                if server.ranges and self.headers.get("Range"):
+                    start = int(self.headers["Range"].removeprefix("bytes=").rstrip("-"))
+                    if start >= len(server.payload):
+                        self.send_error(416)
+                        return
+                    self.send_response(206)
+                    self.send_header("Content-Range",
+                                     f"bytes {start}-{len(server.payload) - 1}/{len(server.payload)}")
+                else:
+                    self.send_response(200)
+                body = server.payload[start:]
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if server.cut_first_at is not None and len(server.range_headers) == 1:
+                    self.wfile.write(body[: server.cut_first_at])  # then the connection drops
+                    self.close_connection = True
+                    return
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/genres.tar.gz"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def __enter__(self) -> Server:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_file_url_download_is_verified_and_renamed_into_place(tmp_path: Path) -> None:
+    source = tmp_path / "genres.tar.gz"
+    source.write_bytes(PAYLOAD)
+    target = download(source.as_uri(), tmp_path / "out" / "genres.tar.gz", sha256=PAYLOAD_SHA,
+                      expected_size=len(PAYLOAD), progress=False)
+    assert target.read_bytes() == PAYLOAD
+    assert sorted(p.name for p in target.parent.iterdir()) == ["genres.tar.gz"]  # no .part left
+    again = download("http://127.0.0.1:9/never-asked", target, sha256=PAYLOAD_SHA.upper(),
+                     progress=False)  # already there and verified: no network needed
+    assert again == target
+
+
+def test_wrong_checksum_or_size_deletes_the_download(tmp_path: Path) -> None:
+    source = tmp_path / "a.tar.gz"
+    source.write_bytes(PAYLOAD)
+    wrong = "0" * 64
+    with pytest.raises(AudioclsError, match=f"SHA-256 {PAYLOAD_SHA} does not match .*{wrong}"):
+        download(source.as_uri(), tmp_path / "b.tar.gz", sha256=wrong, progress=False)
+    with pytest.raises(AudioclsError, match=f"gave {len(PAYLOAD)} bytes, expected 5"):
+        download(source.as_uri(), tmp_path / "b.tar.gz", expected_size=5, progress=False)
+    assert not (tmp_path / "b.tar.gz").exists() and not (tmp_path / "b.tar.gz.part").exists()
+
+
+def test_interrupted_http_download_resumes_with_a_range_request(tmp_path: Path) -> None:
+    target = tmp_path / "genres.tar.gz"
+    with Server(PAYLOAD, cut_first_at=300_000) as server:
+        with pytest.raises(AudioclsError, match="run the same command again to resume"):
+            download(server.url, target, sha256=PAYLOAD_SHA, progress=False)
+        assert (tmp_path / "genres.tar.gz.part").stat().st_size == 300_000
+        download(server.url, target, sha256=PAYLOAD_SHA, progress=False)
+    assert server.range_headers == [None, "bytes=300000-"]
+    assert target.read_bytes() == PAYLOAD
+
+
+def test_server_without_range_support_restarts_from_zero(tmp_path: Path) -> None:
+    (tmp_path / "genres.tar.gz.part").write_bytes(b"stale bytes from elsewhere")
+    with Server(PAYLOAD, ranges=False) as server:
+        target = download(server.url, tmp_path / "genres.tar.gz", sha256=PAYLOAD_SHA,
+                          progress=False)
+    assert server.range_headers == ["bytes=26-"]
+    assert target.read_bytes() == PAYLOAD
+
+
+def test_complete_part_file_is_finished_without_downloading_again(tmp_path: Path) -> None:
+    (tmp_path / "genres.tar.gz.part").write_bytes(PAYLOAD)
+    with Server(PAYLOAD) as server:  # answers 416: nothing after the last byte
+        target = download(server.url, tmp_path / "genres.tar.gz", sha256=PAYLOAD_SHA,
+                          progress=False)
+    assert target.read_bytes() == PAYLOAD
+
+
+def test_no_network_names_the_url_and_the_way_around_it(tmp_path: Path) -> None:
+    with socket.socket() as probe:  # a loopback port that nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/genres.tar.gz"
+    with pytest.raises(AudioclsError, match=rf"Cannot reach {url} .*file:///path/to/genres\.tar\.gz"):
+        download(url, tmp_path / "genres.tar.gz", progress=False)
+    with Server(PAYLOAD) as server, pytest.raises(AudioclsError, match="HTTP 404"):
+        download(server.url.replace("genres", "other"), tmp_path / "x.tar.gz", progress=False)
+    with pytest.raises(AudioclsError, match="No such file.*check the path"):
+        download((tmp_path / "absent.tar.gz").as_uri(), tmp_path / "x.tar.gz", progress=False)
+    with pytest.raises(AudioclsError, match="is not a URL"):
+        download("genres.tar.gz", tmp_path / "x.tar.gz", progress=False)
+
+
+def test_a_silent_server_times_out_instead_of_hanging(tmp_path: Path) -> None:
+    with socket.socket() as silent:  # accepts connections (backlog) and never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(1)
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}/genres.tar.gz"
+        with pytest.raises(AudioclsError, match="Cannot reach .*timed out"):
+            download(url, tmp_path / "genres.tar.gz", timeout=0.3, progress=False)
+
+
+def _tar(path: Path, members: list[tuple[tarfile.TarInfo, bytes | None]]) -> Path:
+    """Write a .tar.gz with the given members (data for regular files)."""
+    with tarfile.open(path, "w:gz") as tar:
+        for info, data in members:
+            if data is not None:
+                info.size = len(data)
+            tar.addfile(info, io.BytesIO(data) if data is not None else None)
+    return path
+
+
+def _info(name: str, kind: bytes = tarfile.REGTYPE, linkname: str = "") -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type, info.linkname = kind, linkname
+    return info
+
+
+def test_extraction_writes_the_tree_and_keeps_inside_links(tmp_path: Path) -> None:
+    archive = _tar(tmp_path / "ok.tar.gz", [
+        (_info("genres", tarfile.DIRTYPE), None),
+        (_info("genres/blues/blues.00000.wav"), b"RIFF"),
+        (_info("genres/blues.mf"), b"blues/blues.00000.wav\tblues\n"),
+        (_info("genres/latest", tarfile.SYMTYPE, "blues"), None),
+        (_info("genres/copy.mf", tarfile.LNKTYPE, "genres/blues.mf"), None),
+    ])
+    dest = tmp_path / "dest"
+    assert extract_archive(archive, dest) == [dest / "genres"]
+    assert (dest / "genres" / "latest" / "blues.00000.wav").read_bytes() == b"RIFF"
+    assert (dest / "genres" / "copy.mf").read_text().startswith("blues/")
+    assert sorted(p.name for p in dest.iterdir()) == ["genres"]  # no staging folder left
+    with pytest.raises(AudioclsError, match="genres already exists"):
+        extract_archive(archive, dest)
+
+
+@pytest.mark.parametrize(("member", "data", "message"), [
+    (_info("../escaped.txt"), b"x", "climbs out"),
+    (_info("genres/../../escaped.txt"), b"x", "climbs out"),
+    (_info("/tmp/audiocls-escaped.txt"), b"x", "absolute path"),
+    (_info("genres/evil", tarfile.SYMTYPE, "../.."), None, "points outside"),
+    (_info("genres/evil", tarfile.SYMTYPE, "/etc"), None, "points outside"),
+    (_info("genres/evil", tarfile.LNKTYPE, "../escaped.txt"), None, "climbs out"),
+    (_info("genres/tty", tarfile.CHRTYPE), None, "device file"),
+    (_info("genres/pipe", tarfile.FIFOTYPE), None, "device file"),
+])
+def test_unsafe_archives_are_refused_before_anything_is_written(
+    tmp_path: Path, member: tarfile.TarInfo, data: bytes | None, message: str
+) -> None:
+    archive = _tar(tmp_path / "bad.tar.gz", [(_info("genres/a.wav"), b"RIFF"), (member, data)])
+    dest = tmp_path / "deep" / "dest"
+    before = sorted(tmp_path.rglob("*"))
+    with pytest.raises(AudioclsError, match=message):
+        extract_archive(archive, dest)
+    assert sorted(tmp_path.rglob("*")) == before  # not even dest was created
+    assert not Path("/tmp/audiocls-escaped.txt").exists()
+
+
+def test_zip_archives_extract_and_traversal_is_refused(tmp_path: Path) -> None:
+    good, bad = tmp_path / "good.zip", tmp_path / "bad.zip"
+    with zipfile.ZipFile(good, "w") as zipped:
+        zipped.writestr("Data/genres_original/rock/rock.00000.wav", b"RIFF")
+    with zipfile.ZipFile(bad, "w") as zipped:
+        zipped.writestr("Data/ok.txt", b"ok")
+        zipped.writestr("../escaped.txt", b"x")
+    assert extract_archive(good, tmp_path / "a") == [tmp_path / "a" / "Data"]
+    with pytest.raises(AudioclsError, match="climbs out"):
+        extract_archive(bad, tmp_path / "b")
+    assert not (tmp_path / "b").exists() and not (tmp_path / "escaped.txt").exists()
+
+
+def test_a_corrupt_archive_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "genres.tar.gz").write_bytes(PAYLOAD[:1000])
+    with pytest.raises(AudioclsError, match="not a readable"):
+        extract_archive(tmp_path / "genres.tar.gz", tmp_path / "dest")
+
+
+def test_download_command_fetches_verifies_extracts_and_says_what_next(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tree = tmp_path / "source"
+    for genre in ("blues", "rock"):
+        write_wav(tree / "genres" / genre / f"{genre}.00000.wav", tone(300, 0.05))
+    archive = tmp_path / "genres.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(tree / "genres", arcname="genres")
+    dest = tmp_path / "gtzan"
+    args = ["download", "gtzan", "--dest", str(dest), "--url", archive.as_uri(), "--sha256",
+            file_sha256(archive)]
+    assert main(args) == 0
+    text = capsys.readouterr().out
+    assert (dest / "genres" / "rock" / "rock.00000.wav").is_file()
+    assert f"audiocls prepare --data-dir {dest} --out {dest / 'manifest.csv'} --split filtered" in text
+    assert main(args) == 0  # a second run verifies and leaves the extracted tree alone
+    assert "already downloaded (SHA-256 verified)" in capsys.readouterr().out
+
+    status = main(["download", "gtzan", "--dest", str(tmp_path / "x"), "--url", archive.as_uri(),
+                   "--sha256", "abc"])
+    assert status == 2 and "not a SHA-256" in capsys.readouterr().err
+    status = main(["download", "gtzan", "--dest", str(tmp_path / "y"), "--url", archive.as_uri()])
+    assert status == 0 and "integrity cannot be checked" in capsys.readouterr().out
