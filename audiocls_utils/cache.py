@@ -180,11 +180,14 @@ class FeatureCache:
         paths: Sequence[str | Path],
         config: FeatureConfig,
         device: str | torch.device = "cpu",
-        batch_size: int = 16,
-        num_workers: int = 0,
+        batch_size: int | None = None,
+        num_workers: int | None = None,
         progress: bool = True,
     ) -> list[CachedLogMel]:
-        """Return every clip's cached log-Mel, computing the missing ones in batches on `device`."""
+        """Return every clip's cached log-Mel, computing the missing ones in batches on `device`.
+
+        `batch_size` and `num_workers` are those of `features.iter_log_mels`.
+        """
         digests = [self.content_hash(p) for p in tqdm(paths, desc="Looking up features",
                                                       unit="clip", disable=not progress)]
         entries = {digest: self.load(digest, config) for digest in dict.fromkeys(digests)}

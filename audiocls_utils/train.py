@@ -63,7 +63,7 @@ def seed_everything(seed: int) -> None:
 
 
 def default_workers() -> int:
-    """Return DataLoader workers for decoding: none on 2 cores, up to 4 on bigger machines."""
+    """Return DataLoader workers that serve segments: none on 2 cores, up to 4 on bigger machines."""
     cores = os.cpu_count() or 1
     return 0 if cores <= 2 else min(4, cores - 1)
 
@@ -184,22 +184,23 @@ def compute_split_features(
 ) -> dict[str, Features]:
     """Compute each clip's log-Mel once (batched, on `device`) and group them by split.
 
+    `num_workers`: decoding processes (default: `features.extraction_workers`).
+
     With a cache, clips seen before are read from disk and only the others are computed (each
     rank computing its share first under DDP); without one, every log-Mel is kept in RAM.
     """
     ranks = ranks or Ranks()
     index = {name: i for i, name in enumerate(classes)}
     paths = manifest["path"].tolist()
-    workers = default_workers() if num_workers is None else num_workers
     if cache is None:
         log_mels: list[LogMelSource] = list(
-            extract_log_mels(paths, config, device, num_workers=workers, progress=progress))
+            extract_log_mels(paths, config, device, num_workers=num_workers, progress=progress))
     else:
         if ranks.world_size > 1:
             cache.log_mels(paths[ranks.rank :: ranks.world_size], config, device,
-                           num_workers=workers, progress=progress)
+                           num_workers=num_workers, progress=progress)
             dist.barrier()
-        log_mels = list(cache.log_mels(paths, config, device, num_workers=workers,
+        log_mels = list(cache.log_mels(paths, config, device, num_workers=num_workers,
                                        progress=progress))
     splits = {}
     for split, rows in manifest.groupby("split"):
@@ -397,7 +398,8 @@ def run_experiment(
 
     Speed switches, all on by default: `cache` (True: the default `FeatureCache`; a folder or a
     FeatureCache; False keeps every log-Mel in RAM instead), `num_workers` (DataLoader
-    processes; default by CPU count), `amp` (bf16/fp16 autocast on CUDA), `channels_last` and
+    processes; default by CPU count and task: `features.extraction_workers` to compute
+    features, `default_workers` to serve segments), `amp` (bf16/fp16 autocast on CUDA), `channels_last` and
     `pin_memory` (None: on with CUDA).
 
     Under `torchrun --nproc_per_node=N` it trains with DistributedDataParallel: each rank trains
@@ -409,8 +411,7 @@ def run_experiment(
     try:
         with quiet_unless_main():
             return _run_experiment(manifest, recipe, Path(output_dir), device, seed, tracking_mode,
-                                   progress and ranks.is_main,
-                                   default_workers() if num_workers is None else num_workers,
+                                   progress and ranks.is_main, num_workers,
                                    resume, resolve_cache(cache), amp,
                                    device.type == "cuda" if channels_last is None else channels_last,
                                    pin_memory, ranks)
@@ -433,7 +434,7 @@ def _run_experiment(
     seed: int,
     tracking_mode: str | None,
     progress: bool,
-    num_workers: int,
+    num_workers: int | None,
     resume: bool,
     cache: FeatureCache | None,
     amp: bool,
@@ -478,8 +479,9 @@ def _run_experiment(
     scheduler = make_scheduler(optimizer, recipe)
     scaler = torch.amp.GradScaler(device.type, enabled=amp and device.type == "cuda")
     loss_fn = nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing)
-    loader_kwargs = loader_settings(device, num_workers, pin_memory)
-    eval_kwargs = {"ranks": ranks, "amp": amp, "num_workers": num_workers,
+    loader_kwargs = loader_settings(device, default_workers() if num_workers is None
+                                    else num_workers, pin_memory)
+    eval_kwargs = {"ranks": ranks, "amp": amp, "num_workers": loader_kwargs["num_workers"],
                    "pin_memory": loader_kwargs["pin_memory"]}
     sampler = SegmentSampler(len(train.targets), seed, ranks.rank, ranks.world_size)
     train_loader = DataLoader(
