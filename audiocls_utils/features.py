@@ -190,7 +190,7 @@ def iter_log_mels(
             features = batch if on_cpu else extractor(batch.to(device, non_blocking=True), frames)
             features = features.to("cpu", dtype)  # (batch, n_mels, frames)
             for row, (index, length) in enumerate(zip(indices, frames, strict=True)):
-                yield index, features[row, :, :length].clone()
+                yield index, features[row, :, :length].clone(memory_format=torch.contiguous_format)
 
 
 def extract_log_mels(
