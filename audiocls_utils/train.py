@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import random
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +31,14 @@ from .data import (
     class_names,
     limit_per_class,
     save_manifest,
+)
+from .distributed import (
+    Ranks,
+    all_reduce,
+    broadcast_buffers,
+    check_ranks_agree,
+    quiet_unless_main,
+    start_distributed,
 )
 from .errors import AudioclsError
 from .features import LogMelSource, extract_log_mels, feature_moments, stats_from_moments
@@ -76,82 +83,6 @@ def loader_settings(device: torch.device, num_workers: int, pin_memory: bool | N
         "pin_memory": device.type == "cuda" if pin_memory is None else pin_memory,
         "persistent_workers": num_workers > 0,  # no new worker processes every epoch
     }
-
-
-@dataclass(frozen=True)
-class Ranks:
-    """Where this process stands among those torchrun started (a lone process is rank 0 of 1)."""
-
-    rank: int = 0
-    world_size: int = 1
-
-    @property
-    def is_main(self) -> bool:
-        """Return True for the rank that prints, tracks and writes files."""
-        return self.rank == 0
-
-
-def is_main_process() -> bool:
-    """Return True unless torchrun started this process as a rank other than 0."""
-    return int(os.environ.get("RANK", "0")) == 0
-
-
-@contextlib.contextmanager
-def quiet_unless_main() -> Iterator[None]:
-    """Silence print() in ranks other than 0, so that a DDP run prints each line once."""
-    if is_main_process():
-        yield
-        return
-    with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):
-        yield
-
-
-def start_distributed(device: torch.device) -> tuple[Ranks, torch.device, bool]:
-    """Join the process group that torchrun describes in the environment (WORLD_SIZE > 1).
-
-    Returns the ranks, this rank's device (cuda:LOCAL_RANK on GPUs) and whether this call
-    started the group (and so must end it). gloo on the CPU, nccl on CUDA.
-    """
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    if world_size <= 1:
-        return Ranks(), device, False
-    if device.type == "cuda":
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-        torch.cuda.set_device(device)
-    started = not dist.is_initialized()
-    if started:
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return Ranks(dist.get_rank(), dist.get_world_size()), device, started
-
-
-def all_reduce(tensor: torch.Tensor, op: str = "sum") -> torch.Tensor:
-    """Return `tensor` reduced over all ranks by `op` (sum, min or max); itself in one process."""
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return tensor
-    on_cuda = dist.get_backend() == "nccl"  # nccl reduces CUDA tensors only, gloo CPU ones
-    reduced = tensor.to(torch.device("cuda", torch.cuda.current_device()) if on_cuda else "cpu",
-                        copy=True)
-    dist.all_reduce(reduced, op={"sum": dist.ReduceOp.SUM, "min": dist.ReduceOp.MIN,
-                                 "max": dist.ReduceOp.MAX}[op])
-    return reduced.to(tensor.device)
-
-
-def broadcast_buffers(model: nn.Module) -> None:
-    """Copy rank 0's buffers (BatchNorm statistics) to every rank, so that all evaluate alike."""
-    if dist.is_available() and dist.is_initialized():
-        for buffer in model.buffers():
-            dist.broadcast(buffer, src=0)
-
-
-def check_ranks_agree(model: nn.Module) -> float:
-    """Return a checksum of the weights; raise if any rank's differs (DDP must keep them equal)."""
-    checksum = torch.tensor([sum(float(t.double().sum()) for t in model.state_dict().values()
-                                 if t.is_floating_point())], dtype=torch.float64)
-    low, high = float(all_reduce(checksum, "min")), float(all_reduce(checksum, "max"))
-    if low != high:
-        raise AudioclsError(f"DDP ranks ended with different weights (checksums {low} to {high}): "
-                            "report this as a bug")
-    return high
 
 
 @dataclass
