@@ -188,9 +188,10 @@ def iter_log_mels(
         for indices, frames, batch in tqdm(loader, desc="log-Mel", unit="batch",
                                            disable=not progress):
             features = batch if on_cpu else extractor(batch.to(device, non_blocking=True), frames)
-            features = features.to("cpu", dtype)  # (batch, n_mels, frames)
+            features = features.to("cpu", dtype).numpy()  # (batch, n_mels, frames)
             for row, (index, length) in enumerate(zip(indices, frames, strict=True)):
-                yield index, features[row, :, :length].clone(memory_format=torch.contiguous_format)
+                # A C-ordered copy of the clip's own frames (NumPy copies on one thread).
+                yield index, torch.from_numpy(np.array(features[row, :, :length], order="C"))
 
 
 def extract_log_mels(

@@ -29,6 +29,7 @@ from .data import (
     SegmentSampler,
     check_splits,
     class_names,
+    collate_segments,
     limit_per_class,
     save_manifest,
 )
@@ -209,7 +210,7 @@ def predict_clips(
     """Return clip-level probabilities (clips, classes): the mean softmax over each clip's windows."""
     model.eval()
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
-                        pin_memory=pin_memory)
+                        pin_memory=pin_memory, collate_fn=collate_segments)
     sums: torch.Tensor | None = None
     counts = torch.zeros(len(dataset.log_mels))
     for features, _, clips in tqdm(loader, desc="evaluate", unit="batch", leave=False,
@@ -417,7 +418,7 @@ def _run_experiment(
     sampler = SegmentSampler(len(train.targets), seed, ranks.rank, ranks.world_size)
     train_loader = DataLoader(
         SegmentDataset(train.log_mels, train.targets, num_frames, train=True),
-        batch_size=recipe.batch_size, sampler=sampler,
+        batch_size=recipe.batch_size, sampler=sampler, collate_fn=collate_segments,
         drop_last=len(sampler) > recipe.batch_size, **loader_kwargs,
     )
 

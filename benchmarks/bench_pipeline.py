@@ -202,7 +202,7 @@ def project_parts(paths: list[Path], targets: list[int], cache_root: Path, worke
 
     from audiocls_utils.augment import InputPipeline
     from audiocls_utils.cache import FeatureCache
-    from audiocls_utils.data import SegmentDataset, SegmentSampler
+    from audiocls_utils.data import SegmentDataset, SegmentSampler, collate_segments
     from audiocls_utils.train import default_workers, loader_settings
 
     recipe = bench_recipe()
@@ -214,7 +214,7 @@ def project_parts(paths: list[Path], targets: list[int], cache_root: Path, worke
     sampler = SegmentSampler(len(entries), seed=0)
     loader = DataLoader(SegmentDataset(entries, targets, num_frames, train=True),
                         batch_size=recipe.batch_size, sampler=sampler,
-                        **loader_settings(torch_device, workers))
+                        collate_fn=collate_segments, **loader_settings(torch_device, workers))
     pipeline = InputPipeline(recipe, num_frames, channels_last=torch_device.type == "cuda")
     return entries, loader, sampler, pipeline.to(torch_device)
 
