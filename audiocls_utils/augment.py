@@ -14,20 +14,9 @@ import torchaudio
 from torch import nn
 
 from .config import FeatureConfig, Recipe
-from .features import ModelInput
+from .features import ModelInput, mel_filterbank
 
 _AMIN = 1e-10  # AmplitudeToDB's floor: 10 * log10(1e-10) = -100 dB
-
-
-def mel_filterbank(config: FeatureConfig) -> torch.Tensor:
-    """Return the (n_freqs, n_mels) triangular filterbank that MelSpectrogram applies."""
-    return torchaudio.functional.melscale_fbanks(
-        n_freqs=config.n_fft // 2 + 1,
-        f_min=config.f_min,
-        f_max=config.f_max if config.f_max is not None else config.sample_rate / 2,
-        n_mels=config.n_mels,
-        sample_rate=config.sample_rate,
-    )
 
 
 def noise_power_per_mel(config: FeatureConfig, noise_std: float) -> torch.Tensor:

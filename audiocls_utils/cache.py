@@ -27,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import math
 import os
 import time
 import warnings
@@ -65,6 +66,20 @@ def file_digest(path: str | Path) -> str:
         while size := file.readinto(buffer):
             digest.update(view[:size])
     return digest.hexdigest()
+
+
+def read_npy_header(path: Path) -> tuple[tuple[int, ...], np.dtype]:
+    """Return the shape and dtype a .npy file declares; raise ValueError if its size disagrees."""
+    with open(path, "rb") as file:
+        version = np.lib.format.read_magic(file)
+        read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                       else np.lib.format.read_array_header_2_0)
+        shape, fortran_order, dtype = read_header(file)
+        size = file.tell() + math.prod(shape) * dtype.itemsize
+        actual = os.fstat(file.fileno()).st_size
+    if fortran_order or actual != size:
+        raise ValueError(f"{actual} bytes where its header announces {size}")
+    return tuple(shape), dtype
 
 
 class CachedLogMel:
@@ -120,7 +135,7 @@ class FeatureCache:
 
     def content_hash(self, path: str | Path) -> str:
         """Return the SHA-256 of a file's content, from the stat index when the file is unchanged."""
-        path = Path(path).resolve()
+        path = Path(os.path.abspath(path))  # no resolve(): a symlinked path just indexes again
         try:
             stat = path.stat()
         except OSError as error:
@@ -146,14 +161,12 @@ class FeatureCache:
         path = self.entry_path(digest, config)
         expected = np.dtype(str(storage_dtype(config)).removeprefix("torch."))
         try:
-            array = np.load(path, mmap_mode="r")
+            shape, dtype = read_npy_header(path)
         except FileNotFoundError:
             return None
         except (OSError, ValueError, EOFError) as error:
             problem = f"{type(error).__name__}: {error}"
         else:
-            shape, dtype = tuple(array.shape), array.dtype
-            del array  # close the map
             if len(shape) == 2 and shape[0] == config.n_mels and shape[1] > 0 and dtype == expected:
                 return CachedLogMel(path, shape, dtype)
             problem = f"holds {dtype} {shape}, expected {expected} ({config.n_mels}, frames)"
@@ -180,11 +193,14 @@ class FeatureCache:
         paths: Sequence[str | Path],
         config: FeatureConfig,
         device: str | torch.device = "cpu",
-        batch_size: int = 16,
-        num_workers: int = 0,
+        batch_size: int | None = None,
+        num_workers: int | None = None,
         progress: bool = True,
     ) -> list[CachedLogMel]:
-        """Return every clip's cached log-Mel, computing the missing ones in batches on `device`."""
+        """Return every clip's cached log-Mel, computing the missing ones in batches on `device`.
+
+        `batch_size` and `num_workers` are those of `features.iter_log_mels`.
+        """
         digests = [self.content_hash(p) for p in tqdm(paths, desc="Looking up features",
                                                       unit="clip", disable=not progress)]
         entries = {digest: self.load(digest, config) for digest in dict.fromkeys(digests)}

@@ -96,7 +96,8 @@ def cmd_train(args: argparse.Namespace) -> None:
     """Train a recipe and write metrics.json, model.pt and history.csv (DDP under torchrun)."""
     from .config import apply_profile, default_profile, get_recipe
     from .data import load_manifest, make_splits
-    from .train import pick_device, quiet_unless_main, run_experiment
+    from .distributed import quiet_unless_main
+    from .train import pick_device, run_experiment
 
     with quiet_unless_main():
         device = pick_device(args.device)

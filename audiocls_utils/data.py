@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import Dataset, DistributedSampler, Sampler
+from torch.utils.data import Dataset, DistributedSampler, Sampler, default_collate, get_worker_info
 from tqdm.auto import tqdm
 
 from .audio import AudioInfo, describe_audio, is_audio_path
@@ -431,6 +431,21 @@ class SegmentDataset(Dataset):
             clip, start = self.windows[index]
         segment = crop_or_pad(self.log_mels[clip], start, self.num_frames)
         return segment, self.targets[clip], clip
+
+
+def collate_segments(items: list[tuple[torch.Tensor, int, int]]
+                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Batch SegmentDataset items: (batch, n_mels, num_frames) segments, targets, clip indices.
+
+    In the main process the segments are copied once, by NumPy: torch.stack splits this
+    memory-bound copy between threads, which gains nothing and crawls when other processes
+    hold the cores. Workers keep torch's collation (it writes straight into shared memory).
+    """
+    if get_worker_info() is not None:
+        return default_collate(items)
+    segments = np.stack([segment.numpy() for segment, _, _ in items])
+    return (torch.from_numpy(segments), torch.tensor([target for _, target, _ in items]),
+            torch.tensor([clip for _, _, clip in items]))
 
 
 class SegmentSampler(Sampler[tuple[int, float]]):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Union
@@ -24,26 +25,43 @@ if TYPE_CHECKING:
 LogMelSource = Union[torch.Tensor, np.ndarray, "CachedLogMel"]
 
 
+def mel_filterbank(config: FeatureConfig) -> torch.Tensor:
+    """Return the (n_freqs, n_mels) triangular filterbank (HTK scale, as torchaudio's default)."""
+    return torchaudio.functional.melscale_fbanks(
+        n_freqs=config.n_fft // 2 + 1,
+        f_min=config.f_min,
+        f_max=config.f_max if config.f_max is not None else config.sample_rate / 2,
+        n_mels=config.n_mels,
+        sample_rate=config.sample_rate,
+    )
+
+
 class LogMel(nn.Module):
     """Compute log-Mel spectrograms (dB) for a batch of waveforms; built once per config.
 
-    With `center=False` the caller pads each clip itself (see `iter_log_mels`).
+    The steps of torchaudio's MelSpectrogram and AmplitudeToDB, written out: frames of n_fft
+    samples every hop_length samples (the clip reflect-padded by n_fft // 2 at both ends when
+    `center`), a Hann window, the power of each frame's FFT, the Mel filterbank, then dB with a
+    floor `top_db` below each clip's loudest bin. The power is re^2 + im^2 (torchaudio takes
+    |X| then squares it, which costs a square root per bin).
     """
 
     def __init__(self, config: FeatureConfig, center: bool = True) -> None:
         super().__init__()
         self.config = config
-        self.mel = torchaudio.transforms.MelSpectrogram(
-            sample_rate=config.sample_rate,
-            n_fft=config.n_fft,
-            hop_length=config.hop_length,
-            n_mels=config.n_mels,
-            f_min=config.f_min,
-            f_max=config.f_max,
-            power=2.0,
-            center=center,
-        )
+        self.center = center
+        self.register_buffer("window", torch.hann_window(config.n_fft), persistent=False)
+        self.register_buffer("filterbank", mel_filterbank(config), persistent=False)
         self.to_db = torchaudio.transforms.AmplitudeToDB(stype="power", top_db=config.top_db)
+
+    def power(self, waveform: torch.Tensor) -> torch.Tensor:
+        """Map (..., samples) to the Mel power (..., n_mels, frames)."""
+        if self.center:
+            waveform = _reflect_pad(waveform, self.config.n_fft // 2)
+        frames = waveform.unfold(-1, self.config.n_fft, self.config.hop_length)
+        spectrum = torch.fft.rfft(frames * self.window)  # (..., frames, n_freqs)
+        power = spectrum.real.square() + spectrum.imag.square()
+        return (power @ self.filterbank).transpose(-1, -2)  # (..., n_mels, frames)
 
     def forward(self, waveform: torch.Tensor, num_frames: Sequence[int] | None = None
                 ) -> torch.Tensor:
@@ -52,7 +70,7 @@ class LogMel(nn.Module):
         `num_frames` gives each clip's own frame count in a padded batch: later frames are
         padding and are kept out of that clip's dB floor.
         """
-        power = self.mel(waveform)
+        power = self.power(waveform)
         if num_frames is not None:
             for row, frames in enumerate(num_frames):
                 power[row, :, frames:] = 0.0
@@ -78,6 +96,17 @@ def storage_dtype(config: FeatureConfig) -> torch.dtype:
     return torch.float16 if config.to_db else torch.float32
 
 
+def extraction_workers(device: str | torch.device) -> int:
+    """Return the worker processes that decode clips (and, on the CPU, compute their log-Mels).
+
+    On the CPU each worker computes whole batches on one core: clips are independent, so this
+    scales with the cores better than splitting each FFT between threads. With a GPU the
+    workers only decode. Ranks that torchrun started on one machine share its cores.
+    """
+    cores = max(1, (os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    return cores if torch.device(device).type == "cpu" else min(8, cores - 1)
+
+
 class _ClipWaveforms(Dataset):
     """Load whole clips as mono waveforms at one sample rate (for batched feature extraction)."""
 
@@ -92,74 +121,85 @@ class _ClipWaveforms(Dataset):
         return index, load_audio(self.paths[index], self.sample_rate)
 
 
-class _PadBatch:
-    """Collate clips of different lengths into one batch whose STFT frames match each clip's own."""
+class _ClipBatch:
+    """Collate clips of different lengths into a batch whose STFT frames match each clip's own.
 
-    def __init__(self, config: FeatureConfig) -> None:
+    Each clip is reflect-padded by n_fft // 2 on both sides, as a centered STFT of the clip
+    alone would be, then zero-padded to the longest: a clip's features never depend on its
+    batch mates, so a cache entry is the same whichever batch computed it. With `extractor`
+    the log-Mels are computed right here, in the DataLoader worker that decoded the clips.
+    """
+
+    def __init__(self, config: FeatureConfig, extractor: LogMel | None = None) -> None:
         self.config = config
+        self.extractor = extractor
 
     def __call__(self, items: list[tuple[int, torch.Tensor]]
                  ) -> tuple[list[int], list[int], torch.Tensor]:
-        """Return clip indices, frame counts and a (batch, samples) tensor.
-
-        Each clip is reflect-padded by n_fft // 2 on both sides, as a centered STFT of the clip
-        alone would be, then zero-padded to the longest: the features of a clip never depend
-        on its batch mates, so a cache entry is the same whichever batch computed it.
-        """
+        """Return clip indices, frame counts and (batch, samples) waveforms or log-Mels."""
         edge = self.config.n_fft // 2
         padded = [_reflect_pad(waveform, edge) for _, waveform in items]
         batch = torch.zeros(len(items), max(w.shape[0] for w in padded))
         for row, waveform in enumerate(padded):
             batch[row, : waveform.shape[0]] = waveform
         frames = [self.config.num_frames(waveform.shape[0]) for _, waveform in items]
+        if self.extractor is not None:
+            with torch.inference_mode():
+                batch = self.extractor(batch, frames).to(storage_dtype(self.config))
         return [index for index, _ in items], frames, batch
 
 
 def _reflect_pad(waveform: torch.Tensor, edge: int) -> torch.Tensor:
-    """Pad (samples,) by `edge` on both sides by reflection (zeros for clips too short to reflect)."""
-    mode = "reflect" if waveform.shape[0] > edge else "constant"
-    return torch.nn.functional.pad(waveform.view(1, -1), (edge, edge), mode=mode).view(-1)
+    """Pad (..., samples) by `edge` on both sides by reflection (zeros if too short to reflect)."""
+    mode = "reflect" if waveform.shape[-1] > edge else "constant"
+    flat = waveform.reshape(-1, 1, waveform.shape[-1])  # F.pad reflects (N, C, L) tensors
+    padded = torch.nn.functional.pad(flat, (edge, edge), mode=mode)
+    return padded.reshape(*waveform.shape[:-1], padded.shape[-1])
 
 
 def iter_log_mels(
     paths: Sequence[str | Path],
     config: FeatureConfig,
     device: str | torch.device = "cpu",
-    batch_size: int = 16,
-    num_workers: int = 0,
+    batch_size: int | None = None,
+    num_workers: int | None = None,
     progress: bool = True,
 ) -> Iterator[tuple[int, torch.Tensor]]:
     """Yield (position in `paths`, log-Mel (n_mels, frames) on the CPU) for every clip, batch by batch.
 
-    Clips are decoded by the DataLoader (in `num_workers` processes) and transformed together on
-    the device; each result is trimmed back to its own clip's frame count. Nothing is kept
-    between batches, so memory stays bounded however many clips there are.
+    Clips are decoded by DataLoader workers (`extraction_workers` by default). On a GPU they are
+    transformed together in batches (32 by default); on the CPU each worker transforms small
+    batches (4: large ones only thrash the caches). Each result is trimmed back to its own
+    clip's frame count, in `storage_dtype`. Nothing is kept between batches, so memory stays
+    bounded however many clips there are.
     """
     device = torch.device(device)
+    on_cpu = device.type == "cpu"
     extractor = LogMel(config, center=False).to(device)
     loader = DataLoader(
         _ClipWaveforms(paths, config.sample_rate),
-        batch_size=batch_size,
-        num_workers=num_workers,
-        collate_fn=_PadBatch(config),
+        batch_size=batch_size or (4 if on_cpu else 32),
+        num_workers=extraction_workers(device) if num_workers is None else num_workers,
+        collate_fn=_ClipBatch(config, extractor if on_cpu else None),
         pin_memory=device.type == "cuda",
     )
     dtype = storage_dtype(config)
     with torch.inference_mode():
         for indices, frames, batch in tqdm(loader, desc="log-Mel", unit="batch",
                                            disable=not progress):
-            features = extractor(batch.to(device, non_blocking=True), frames)  # (batch, n_mels, frames)
-            features = features.to("cpu", dtype)
+            features = batch if on_cpu else extractor(batch.to(device, non_blocking=True), frames)
+            features = features.to("cpu", dtype).numpy()  # (batch, n_mels, frames)
             for row, (index, length) in enumerate(zip(indices, frames, strict=True)):
-                yield index, features[row, :, :length].clone()
+                # A C-ordered copy of the clip's own frames (NumPy copies on one thread).
+                yield index, torch.from_numpy(np.array(features[row, :, :length], order="C"))
 
 
 def extract_log_mels(
     paths: Sequence[str | Path],
     config: FeatureConfig,
     device: str | torch.device = "cpu",
-    batch_size: int = 16,
-    num_workers: int = 0,
+    batch_size: int | None = None,
+    num_workers: int | None = None,
     progress: bool = True,
 ) -> list[torch.Tensor]:
     """Compute every clip's full log-Mel ((n_mels, frames), see `storage_dtype`) in batches, in RAM.
@@ -243,6 +283,8 @@ class ModelInput(nn.Module):
 
     def normalize(self, features: torch.Tensor) -> torch.Tensor:
         """Map (batch, n_mels, frames) to zero mean and unit variance (training-set stats)."""
+        if self.mean == 0.0 and self.std == 1.0:  # no statistics (normalize=False recipes)
+            return features.float()
         return (features.float() - self.mean) / self.std
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import random
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,8 +29,17 @@ from .data import (
     SegmentSampler,
     check_splits,
     class_names,
+    collate_segments,
     limit_per_class,
     save_manifest,
+)
+from .distributed import (
+    Ranks,
+    all_reduce,
+    broadcast_buffers,
+    check_ranks_agree,
+    quiet_unless_main,
+    start_distributed,
 )
 from .errors import AudioclsError
 from .features import LogMelSource, extract_log_mels, feature_moments, stats_from_moments
@@ -63,7 +71,7 @@ def seed_everything(seed: int) -> None:
 
 
 def default_workers() -> int:
-    """Return DataLoader workers for decoding: none on 2 cores, up to 4 on bigger machines."""
+    """Return DataLoader workers that serve segments: none on 2 cores, up to 4 on bigger machines."""
     cores = os.cpu_count() or 1
     return 0 if cores <= 2 else min(4, cores - 1)
 
@@ -76,82 +84,6 @@ def loader_settings(device: torch.device, num_workers: int, pin_memory: bool | N
         "pin_memory": device.type == "cuda" if pin_memory is None else pin_memory,
         "persistent_workers": num_workers > 0,  # no new worker processes every epoch
     }
-
-
-@dataclass(frozen=True)
-class Ranks:
-    """Where this process stands among those torchrun started (a lone process is rank 0 of 1)."""
-
-    rank: int = 0
-    world_size: int = 1
-
-    @property
-    def is_main(self) -> bool:
-        """Return True for the rank that prints, tracks and writes files."""
-        return self.rank == 0
-
-
-def is_main_process() -> bool:
-    """Return True unless torchrun started this process as a rank other than 0."""
-    return int(os.environ.get("RANK", "0")) == 0
-
-
-@contextlib.contextmanager
-def quiet_unless_main() -> Iterator[None]:
-    """Silence print() in ranks other than 0, so that a DDP run prints each line once."""
-    if is_main_process():
-        yield
-        return
-    with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):
-        yield
-
-
-def start_distributed(device: torch.device) -> tuple[Ranks, torch.device, bool]:
-    """Join the process group that torchrun describes in the environment (WORLD_SIZE > 1).
-
-    Returns the ranks, this rank's device (cuda:LOCAL_RANK on GPUs) and whether this call
-    started the group (and so must end it). gloo on the CPU, nccl on CUDA.
-    """
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    if world_size <= 1:
-        return Ranks(), device, False
-    if device.type == "cuda":
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-        torch.cuda.set_device(device)
-    started = not dist.is_initialized()
-    if started:
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return Ranks(dist.get_rank(), dist.get_world_size()), device, started
-
-
-def all_reduce(tensor: torch.Tensor, op: str = "sum") -> torch.Tensor:
-    """Return `tensor` reduced over all ranks by `op` (sum, min or max); itself in one process."""
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return tensor
-    on_cuda = dist.get_backend() == "nccl"  # nccl reduces CUDA tensors only, gloo CPU ones
-    reduced = tensor.to(torch.device("cuda", torch.cuda.current_device()) if on_cuda else "cpu",
-                        copy=True)
-    dist.all_reduce(reduced, op={"sum": dist.ReduceOp.SUM, "min": dist.ReduceOp.MIN,
-                                 "max": dist.ReduceOp.MAX}[op])
-    return reduced.to(tensor.device)
-
-
-def broadcast_buffers(model: nn.Module) -> None:
-    """Copy rank 0's buffers (BatchNorm statistics) to every rank, so that all evaluate alike."""
-    if dist.is_available() and dist.is_initialized():
-        for buffer in model.buffers():
-            dist.broadcast(buffer, src=0)
-
-
-def check_ranks_agree(model: nn.Module) -> float:
-    """Return a checksum of the weights; raise if any rank's differs (DDP must keep them equal)."""
-    checksum = torch.tensor([sum(float(t.double().sum()) for t in model.state_dict().values()
-                                 if t.is_floating_point())], dtype=torch.float64)
-    low, high = float(all_reduce(checksum, "min")), float(all_reduce(checksum, "max"))
-    if low != high:
-        raise AudioclsError(f"DDP ranks ended with different weights (checksums {low} to {high}): "
-                            "report this as a bug")
-    return high
 
 
 @dataclass
@@ -184,22 +116,23 @@ def compute_split_features(
 ) -> dict[str, Features]:
     """Compute each clip's log-Mel once (batched, on `device`) and group them by split.
 
+    `num_workers`: decoding processes (default: `features.extraction_workers`).
+
     With a cache, clips seen before are read from disk and only the others are computed (each
     rank computing its share first under DDP); without one, every log-Mel is kept in RAM.
     """
     ranks = ranks or Ranks()
     index = {name: i for i, name in enumerate(classes)}
     paths = manifest["path"].tolist()
-    workers = default_workers() if num_workers is None else num_workers
     if cache is None:
         log_mels: list[LogMelSource] = list(
-            extract_log_mels(paths, config, device, num_workers=workers, progress=progress))
+            extract_log_mels(paths, config, device, num_workers=num_workers, progress=progress))
     else:
         if ranks.world_size > 1:
             cache.log_mels(paths[ranks.rank :: ranks.world_size], config, device,
-                           num_workers=workers, progress=progress)
+                           num_workers=num_workers, progress=progress)
             dist.barrier()
-        log_mels = list(cache.log_mels(paths, config, device, num_workers=workers,
+        log_mels = list(cache.log_mels(paths, config, device, num_workers=num_workers,
                                        progress=progress))
     splits = {}
     for split, rows in manifest.groupby("split"):
@@ -289,7 +222,7 @@ def predict_clips(
     """Return clip-level probabilities (clips, classes): the mean softmax over each clip's windows."""
     model.eval()
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
-                        pin_memory=pin_memory)
+                        pin_memory=pin_memory, collate_fn=collate_segments)
     sums: torch.Tensor | None = None
     counts = torch.zeros(len(dataset.log_mels))
     for features, _, clips in tqdm(loader, desc="evaluate", unit="batch", leave=False,
@@ -409,7 +342,8 @@ def run_experiment(
 
     Speed switches, all on by default: `cache` (True: the default `FeatureCache`; a folder or a
     FeatureCache; False keeps every log-Mel in RAM instead), `num_workers` (DataLoader
-    processes; default by CPU count), `amp` (bf16/fp16 autocast on CUDA), `channels_last` and
+    processes; default by CPU count and task: `features.extraction_workers` to compute
+    features, `default_workers` to serve segments), `amp` (bf16/fp16 autocast on CUDA), `channels_last` and
     `pin_memory` (None: on with CUDA).
 
     Under `torchrun --nproc_per_node=N` it trains with DistributedDataParallel: each rank trains
@@ -421,8 +355,7 @@ def run_experiment(
     try:
         with quiet_unless_main():
             return _run_experiment(manifest, recipe, Path(output_dir), device, seed, tracking_mode,
-                                   progress and ranks.is_main,
-                                   default_workers() if num_workers is None else num_workers,
+                                   progress and ranks.is_main, num_workers,
                                    resume, resolve_cache(cache), amp,
                                    device.type == "cuda" if channels_last is None else channels_last,
                                    pin_memory, ranks)
@@ -445,7 +378,7 @@ def _run_experiment(
     seed: int,
     tracking_mode: str | None,
     progress: bool,
-    num_workers: int,
+    num_workers: int | None,
     resume: bool,
     cache: FeatureCache | None,
     amp: bool,
@@ -490,13 +423,14 @@ def _run_experiment(
     scheduler = make_scheduler(optimizer, recipe)
     scaler = torch.amp.GradScaler(device.type, enabled=amp and device.type == "cuda")
     loss_fn = nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing)
-    loader_kwargs = loader_settings(device, num_workers, pin_memory)
-    eval_kwargs = {"ranks": ranks, "amp": amp, "num_workers": num_workers,
+    loader_kwargs = loader_settings(device, default_workers() if num_workers is None
+                                    else num_workers, pin_memory)
+    eval_kwargs = {"ranks": ranks, "amp": amp, "num_workers": loader_kwargs["num_workers"],
                    "pin_memory": loader_kwargs["pin_memory"]}
     sampler = SegmentSampler(len(train.targets), seed, ranks.rank, ranks.world_size)
     train_loader = DataLoader(
         SegmentDataset(train.log_mels, train.targets, num_frames, train=True),
-        batch_size=recipe.batch_size, sampler=sampler,
+        batch_size=recipe.batch_size, sampler=sampler, collate_fn=collate_segments,
         drop_last=len(sampler) > recipe.batch_size, **loader_kwargs,
     )
 

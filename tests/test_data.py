@@ -17,6 +17,7 @@ from audiocls_utils.data import (
     build_manifest,
     check_splits,
     class_names,
+    collate_segments,
     find_data_root,
     limit_per_class,
     load_manifest,
@@ -208,19 +209,21 @@ def test_sampler_shares_clips_between_ranks_and_repeats_each_epoch() -> None:
     assert [list(s) for s in ranks] != first
 
 
-def test_crops_do_not_depend_on_loader_workers() -> None:
+def test_crops_and_batches_do_not_depend_on_loader_workers() -> None:
     clips = [torch.arange(30.0).repeat(2, 1) + 100 * i for i in range(6)]
     dataset = SegmentDataset(clips, list(range(6)), num_frames=4, train=True)
     batches = []
     for workers in (0, 2):
         sampler = SegmentSampler(6, seed=0)
         loader = DataLoader(dataset, batch_size=3, sampler=sampler, num_workers=workers,
-                            persistent_workers=workers > 0)
+                            persistent_workers=workers > 0, collate_fn=collate_segments)
         epochs = []
         for epoch in range(2):
             sampler.set_epoch(epoch)
             epochs.append([batch[0] for batch in loader])
         batches.append(epochs)
+    first = [dataset[item] for item in list(SegmentSampler(6, seed=0))[:3]]
+    assert torch.equal(batches[0][0][0], torch.stack([segment for segment, _, _ in first]))
     for (serial, parallel) in zip(batches[0], batches[1], strict=True):
         assert all(torch.equal(a, b) for a, b in zip(serial, parallel, strict=True))
     assert not torch.equal(batches[0][0][0], batches[0][1][0])  # a new epoch, new crops
