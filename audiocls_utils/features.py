@@ -80,12 +80,16 @@ def extract_log_mels(
     num_workers: int = 0,
     progress: bool = True,
 ) -> list[torch.Tensor]:
-    """Compute every clip's full log-Mel (float16, (n_mels, frames)), in batches on `device`.
+    """Compute every clip's full log-Mel ((n_mels, frames)), in batches on `device`.
+
+    dB values are kept as float16 (half the memory); raw power (the seed's features) as float32,
+    since it overflows float16's largest value, 65504.
 
     Clips are decoded by the DataLoader (in `num_workers` processes) and transformed together on
     the device; each result is trimmed back to its own clip's frame count.
     """
     extractor = LogMel(config).to(device)
+    dtype = torch.float16 if config.to_db else torch.float32
     loader = DataLoader(
         _ClipWaveforms(paths, config.sample_rate),
         batch_size=batch_size,
@@ -99,7 +103,7 @@ def extract_log_mels(
             features = extractor(batch.to(device))  # (batch, n_mels, frames)
             for row, (index, length) in enumerate(zip(indices, lengths, strict=True)):
                 frames = config.num_frames(length)
-                results[index] = features[row, :, :frames].to("cpu", torch.float16).clone()
+                results[index] = features[row, :, :frames].to("cpu", dtype).clone()
     return results  # type: ignore[return-value]
 
 
