@@ -9,6 +9,8 @@ counterparts on the spectrogram, so they run on whole batches of (cached) featur
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 import torchaudio
 from torch import nn
@@ -122,3 +124,32 @@ def mixup(inputs: torch.Tensor, targets: torch.Tensor, alpha: float
     lam = float(torch.distributions.Beta(alpha, alpha).sample())
     partner = torch.randperm(inputs.shape[0], device=inputs.device)
     return lam * inputs + (1.0 - lam) * inputs[partner], targets[partner], lam
+
+
+def augmentation_examples(features: torch.Tensor, recipe: Recipe, mean: float = 0.0,
+                          std: float = 1.0, seed: int = 0) -> dict[str, torch.Tensor]:
+    """Return one (n_mels, frames) segment standardized, with each augmentation alone and all together.
+
+    The values are what the CNN sees before resizing: masks hide stripes by setting them to 0,
+    the training-set mean. Noise and gain levels are drawn as in training (seeded).
+    """
+    torch.manual_seed(seed)
+    batch = features.float().unsqueeze(0)  # (1, n_mels, frames)
+    frames = batch.shape[-1]
+    standardize = ModelInput(recipe.image_size, mean, std).normalize
+    plain = standardize(batch)
+    examples = {
+        "original": plain,
+        f"gain (up to ±{recipe.gain_db:g} dB)": standardize(
+            SignalAugment(replace(recipe, noise_std=0.0))(batch)),
+        f"noise (std up to {recipe.noise_std:g})": standardize(
+            SignalAugment(replace(recipe, gain_db=0.0))(batch)),
+        f"time mask (up to {min(recipe.time_mask, frames // 8)} frames)": SpecMasks(
+            recipe.time_mask, 0, frames)(plain),
+        f"frequency mask (up to {recipe.freq_mask} bins)": SpecMasks(0, recipe.freq_mask, frames)(
+            plain),
+    }
+    pipeline = InputPipeline(recipe, frames, mean, std)
+    signal = pipeline.signal(batch) if pipeline.signal is not None else batch
+    examples["all together"] = pipeline.masks(standardize(signal))
+    return {name: values[0] for name, values in examples.items()}

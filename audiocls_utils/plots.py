@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import matplotlib.pyplot as plt
@@ -11,8 +11,9 @@ import pandas as pd
 import torch
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
-from .config import FeatureConfig
+from .config import FeatureConfig, Recipe
 
 CMAP = "magma"  # one colormap for every spectrogram in the course
 
@@ -42,13 +43,15 @@ def plot_spectrogram(
     ax: Axes | None = None,
     mel: bool = True,
     colorbar_label: str = "dB",
+    vmin: float | None = None,
+    vmax: float | None = None,
 ) -> Figure:
     """Plot a (bins, frames) spectrogram with time in seconds and frequency in Hz."""
     values = np.asarray(spectrogram, dtype=np.float32)
     figure, ax = _axes(ax, (8, 3))
     seconds = values.shape[1] * config.hop_length / config.sample_rate
     top = config.f_max or config.sample_rate / 2
-    image = ax.imshow(values, origin="lower", aspect="auto", cmap=CMAP,
+    image = ax.imshow(values, origin="lower", aspect="auto", cmap=CMAP, vmin=vmin, vmax=vmax,
                       extent=(0, seconds, 0, values.shape[0]))
     if mel:
         ticks = np.linspace(0, values.shape[0], 5)
@@ -128,9 +131,167 @@ def plot_class_counts(manifest: pd.DataFrame, ax: Axes | None = None) -> Figure:
     figure, ax = _axes(ax, (8, 3))
     if "split" in manifest:
         counts: Any = manifest.groupby(["label", "split"]).size().unstack(fill_value=0)
-        counts.plot.bar(stacked=True, ax=ax)
+        order = [s for s in ("train", "val", "test") if s in counts] + [
+            s for s in counts if s not in ("train", "val", "test")]
+        counts[order].plot.bar(stacked=True, ax=ax)
+        ax.legend(title="split", loc="upper left", bbox_to_anchor=(1.0, 1.0))
     else:
         manifest["label"].value_counts().sort_index().plot.bar(ax=ax)
     ax.set(title="Clips per class", xlabel="Class", ylabel="Clips")
+    figure.tight_layout()
+    return figure
+
+
+def plot_durations(manifest: pd.DataFrame) -> Figure:
+    """Plot histograms of clip durations (s) and of sample rates (Hz)."""
+    figure, (left, right) = plt.subplots(1, 2, figsize=(10, 3))
+    left.hist(manifest["duration"], bins=30, color="tab:blue")
+    left.set(title="Clip durations", xlabel="Duration (s)", ylabel="Clips")
+    rates = manifest["sample_rate"].value_counts().sort_index()
+    right.bar([f"{rate:,}" for rate in rates.index], rates.to_numpy(), color="tab:orange")
+    right.set(title="Sample rates", xlabel="Sample rate (Hz)", ylabel="Clips")
+    figure.tight_layout()
+    return figure
+
+
+def plot_spectrogram_grid(
+    panels: Sequence[tuple[str, torch.Tensor | np.ndarray, FeatureConfig]],
+    ncols: int = 3,
+    mel: bool = True,
+    colorbar_label: str = "dB",
+    title: str | None = None,
+    shared_scale: bool = True,
+) -> Figure:
+    """Plot several (bins, frames) spectrograms, each with its own config, in a grid."""
+    nrows = -(-len(panels) // ncols)
+    figure, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 2.8 * nrows), squeeze=False)
+    arrays = [np.asarray(values, dtype=np.float32) for _, values, _ in panels]
+    low = min(float(a.min()) for a in arrays) if shared_scale else None
+    high = max(float(a.max()) for a in arrays) if shared_scale else None
+    for ax, (name, _, config), values in zip(axes.flat, panels, arrays, strict=False):
+        plot_spectrogram(values, config, title=name, ax=ax, mel=mel, colorbar_label=colorbar_label,
+                         vmin=low, vmax=high)
+    for ax in list(axes.flat)[len(panels):]:
+        ax.axis("off")
+    if title:
+        figure.suptitle(title)
+    figure.tight_layout()
+    return figure
+
+
+def plot_parameter_sweep(waveform: torch.Tensor, config: FeatureConfig, name: str,
+                         values: Sequence[int]) -> Figure:
+    """Plot the log-Mel of one waveform for each value of one FeatureConfig setting, side by side."""
+    from dataclasses import replace
+
+    from .features import LogMel
+
+    panels = []
+    for value in values:
+        changed = replace(config, **{name: value})
+        log_mel = LogMel(changed)(waveform)
+        panels.append((f"{name}={value}: {log_mel.shape[0]} bands x {log_mel.shape[1]} frames",
+                       log_mel, changed))
+    fixed = ", ".join(f"{key}={getattr(config, key)}" for key in ("n_fft", "hop_length", "n_mels")
+                      if key != name)
+    return plot_spectrogram_grid(panels, ncols=len(panels), title=f"Changing {name} ({fixed})")
+
+
+def plot_mfcc(mfcc: torch.Tensor | np.ndarray, config: FeatureConfig, title: str = "MFCC",
+              ax: Axes | None = None) -> Figure:
+    """Plot (coefficients, frames) MFCCs with time in seconds."""
+    values = np.asarray(mfcc, dtype=np.float32)
+    figure, ax = _axes(ax, (8, 2.5))
+    seconds = values.shape[1] * config.hop_length / config.sample_rate
+    image = ax.imshow(values, origin="lower", aspect="auto", cmap=CMAP,
+                      extent=(0, seconds, -0.5, values.shape[0] - 0.5))
+    ax.set(title=title, xlabel="Time (s)", ylabel="Coefficient")
+    figure.colorbar(image, ax=ax, label="Value (dB-scaled cosine weights)")
+    return figure
+
+
+def plot_framing(waveform: torch.Tensor | np.ndarray, sample_rate: int, n_fft: int, hop_length: int,
+                 start: float = 0.0, frames: int = 4) -> Figure:
+    """Plot a stretch of waveform with the first `frames` Hann windows the STFT cuts from it."""
+    samples = np.asarray(waveform, dtype=np.float32).reshape(-1)
+    first = int(start * sample_rate)
+    span = n_fft + hop_length * (frames - 1)
+    excerpt = samples[first : first + span]
+    times = (first + np.arange(excerpt.size)) / sample_rate * 1000
+    figure, ax = plt.subplots(figsize=(10, 3))
+    ax.plot(times, excerpt, color="0.6", linewidth=0.6, label="waveform")
+    scale = float(np.abs(excerpt).max()) or 1.0
+    window = np.hanning(n_fft) * scale
+    for frame in range(frames):
+        offset = first + frame * hop_length
+        ax.plot((offset + np.arange(n_fft)) / sample_rate * 1000, window, linewidth=1.5,
+                label=f"frame {frame} window")
+    ax.set(title=f"STFT frames: windows of n_fft={n_fft} samples every hop_length={hop_length}",
+           xlabel="Time (ms)", ylabel="Amplitude")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
+    figure.tight_layout()
+    return figure
+
+
+def plot_mel_scale(max_hz: float) -> Figure:
+    """Plot the Mel scale (HTK formula) against frequency in Hz."""
+    hz = np.linspace(0, max_hz, 500)
+    figure, ax = plt.subplots(figsize=(5, 3))
+    ax.plot(hz, 2595.0 * np.log10(1.0 + hz / 700.0))
+    ax.set(title="The Mel scale: fine at low pitch, coarse at high", xlabel="Frequency (Hz)",
+           ylabel="Mel")
+    ax.grid(alpha=0.3)
+    figure.tight_layout()
+    return figure
+
+
+def plot_model_input(image: torch.Tensor, title: str = "What the CNN receives") -> Figure:
+    """Plot the three channels of one (3, height, width) model input, in pixels."""
+    values = np.asarray(image.detach().cpu(), dtype=np.float32)
+    figure, axes = plt.subplots(1, 3, figsize=(11, 3.2))
+    for channel, ax in enumerate(axes):
+        shown = ax.imshow(values[channel], origin="lower", cmap=CMAP)
+        ax.set(title=f"channel {channel} ({values.shape[1]}x{values.shape[2]} px)",
+               xlabel="Time (px)", ylabel="Mel band (px)")
+        figure.colorbar(shown, ax=ax, label="Standardized value (std units)")
+    figure.suptitle(title)
+    figure.tight_layout()
+    return figure
+
+
+def plot_lr_schedule(recipes: Mapping[str, Recipe]) -> Figure:
+    """Plot each recipe's learning rate per epoch (warmup, then steps), on a log scale."""
+    figure, ax = plt.subplots(figsize=(7, 3))
+    for name, recipe in recipes.items():
+        epochs = np.arange(1, recipe.epochs + 1)
+        ax.step(epochs, [recipe.lr * recipe.lr_factor(e - 1) for e in epochs], where="mid",
+                marker="o", markersize=3, label=name)
+    ax.set(title="Learning rate per epoch", xlabel="Epoch", ylabel="Learning rate", yscale="log")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    figure.tight_layout()
+    return figure
+
+
+def plot_run_comparison(histories: Mapping[str, pd.DataFrame], test_accuracy: Mapping[str, float]
+                        ) -> Figure:
+    """Plot validation accuracy per epoch of several runs, and their test accuracies as bars."""
+    figure, (curves, bars) = plt.subplots(1, 2, figsize=(11, 3.5),
+                                          gridspec_kw={"width_ratios": [2, 1]})
+    for name, history in histories.items():
+        line = curves.plot(history["epoch"], history["val_acc"], marker="o", label=f"{name} (val)")
+        curves.plot(history["epoch"], history["train_acc"], linestyle="--",
+                    color=line[0].get_color(), label=f"{name} (train)")
+    curves.set(title="Accuracy per epoch", xlabel="Epoch", ylabel="Accuracy", ylim=(0, 1.02))
+    curves.grid(alpha=0.3)
+    curves.legend(fontsize=8)
+    names = list(test_accuracy)
+    values = [test_accuracy[name] for name in names]
+    bars.bar(range(len(names)), values, color=[f"C{i}" for i in range(len(names))])
+    bars.set_xticks(range(len(names)), names, rotation=20, ha="right")
+    for position, value in enumerate(values):
+        bars.text(position, value + 0.02, f"{value:.3f}", ha="center")
+    bars.set(title="Test accuracy", xlabel="Recipe", ylabel="Accuracy", ylim=(0, 1.1))
+    curves.xaxis.set_major_locator(MaxNLocator(integer=True))
     figure.tight_layout()
     return figure

@@ -61,3 +61,24 @@ def test_pipeline_augments_only_in_training() -> None:
     assert torch.equal(pipeline(features), pipeline(features))
     assert not torch.equal(pipeline(features, train=True), pipeline(features))
     assert pipeline(features).shape == (2, 3, 32, 32)
+
+
+def test_augmentation_examples_each_change_only_what_they_should() -> None:
+    from audiocls_utils.augment import augmentation_examples
+
+    torch.manual_seed(1)
+    features = torch.randn(32, 40) * 10 - 40  # (n_mels, frames) in dB
+    recipe = replace(RECIPE, gain_db=6.0, noise_std=0.05, time_mask=8, freq_mask=6)
+    examples = augmentation_examples(features, recipe, mean=-40.0, std=10.0, seed=0)
+    original = examples["original"]
+    assert torch.allclose(original, (features + 40) / 10)
+    shift = examples["gain (up to ±6 dB)"] - original
+    assert torch.allclose(shift, shift[0, 0].expand_as(shift), atol=1e-3)  # one gain for the clip
+    assert abs(float(shift[0, 0])) <= 0.6 + 1e-4  # at most 6 dB / std 10
+    assert (examples["noise (std up to 0.05)"] >= original - 1e-4).all()  # noise only adds power
+    masked = examples["time mask (up to 5 frames)"]  # 40 frames // 8
+    changed = (masked != original).any(dim=0)
+    assert changed.sum() <= 5 and (masked[:, changed] == 0).all()
+    freq = examples["frequency mask (up to 6 bins)"]
+    assert ((freq != original).any(dim=1)).sum() <= 6
+    assert examples["all together"].shape == features.shape

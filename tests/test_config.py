@@ -60,6 +60,7 @@ def test_profiles_shrink_but_full_is_the_recipe_as_written() -> None:
     assert cpu.image_size < advanced.image_size and cpu.epochs < advanced.epochs
     assert 1 <= cpu.warmup_epochs < cpu.epochs and cpu.step_size >= 1
     assert smoke.epochs <= cpu.epochs and smoke.clips_per_class is not None
+    assert cpu.model == smoke.model == "resnet18"  # grouped convolutions crawl on CPUs
     assert default_profile("cuda:0") == "full" and default_profile("cpu") == "cpu"
 
 

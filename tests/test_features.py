@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import soundfile as sf
 import torch
 import torchaudio
 from conftest import tone, write_wav
@@ -88,3 +90,13 @@ def test_model_input_is_a_normalized_three_channel_square() -> None:
     assert image.shape == (2, 3, 64, 64)
     assert torch.equal(image[:, 0], image[:, 2])
     assert abs(float(image.mean())) < 0.2
+
+
+def test_raw_power_features_keep_values_above_float16_range(tmp_path: Path) -> None:
+    # The seed's features (no dB): a full-scale tone has Mel power far above float16's 65504.
+    config = replace(CONFIG, n_fft=2048, to_db=False, top_db=None)
+    path = write_wav(tmp_path / "loud.wav", tone(1000.0, 0.5, amplitude=0.99))
+    result = extract_log_mels([path], config, progress=False)[0]
+    alone = LogMel(config)(torch.from_numpy(sf.read(path, dtype="float32")[0]))
+    assert alone.max() > 65504 and torch.isfinite(result).all()
+    assert torch.allclose(result[:, :-3], alone[:, :-3], rtol=1e-4)

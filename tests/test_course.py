@@ -1,0 +1,280 @@
+"""Notebook plumbing: profile, dataset and working folder from the environment; runs reused only
+when they match; the small lessons' numbers; the static and interactive explorers; make demo."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import nbformat
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from audiocls_utils import course
+from audiocls_utils.config import apply_profile, get_recipe
+from audiocls_utils.course import (
+    Course,
+    DatasetInfo,
+    Run,
+    compare_runs,
+    describe_overfitting,
+    describe_scaling,
+    explore,
+    find_dataset,
+    leakage_experiment,
+    nearest_neighbour_accuracy,
+    notebook_headline,
+    read_run,
+    recipe_table,
+    resolve_profile,
+    same_run_inputs,
+    summary_features,
+    tracking_mode,
+    widgets_enabled,
+    workdir,
+    write_broken_examples,
+)
+from audiocls_utils.data import build_manifest, limit_per_class, make_splits, save_manifest
+from audiocls_utils.errors import AudioclsError
+from audiocls_utils.files import write_csv, write_json
+
+GENRES = ("blues", "classical", "country", "disco", "hiphop", "jazz", "metal", "pop", "reggae",
+          "rock")
+
+
+def test_profile_comes_from_argument_then_environment_then_device(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AUDIOCLS_PROFILE", "smoke")
+    assert resolve_profile("full", "cpu") == "full"
+    assert resolve_profile(None, "cpu") == "smoke"
+    monkeypatch.delenv("AUDIOCLS_PROFILE")
+    assert resolve_profile(None, "cpu") == "cpu"
+    assert resolve_profile(None, "cuda") == "full"
+    with pytest.raises(AudioclsError, match="laptop"):
+        resolve_profile("laptop", "cpu")
+
+
+def test_tracking_is_off_for_smoke_and_local_otherwise(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SWANLAB_MODE", raising=False)
+    assert tracking_mode("smoke") == "disabled"
+    assert tracking_mode("cpu") == "local"
+    monkeypatch.setenv("SWANLAB_MODE", "disabled")
+    assert tracking_mode("full") == "disabled"
+
+
+def test_workdir_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("AUDIOCLS_WORKDIR", str(tmp_path / "w"))
+    assert workdir() == (tmp_path / "w").resolve() and (tmp_path / "w").is_dir()
+
+
+def test_kaggle_layout_is_found_and_named_gtzan(monkeypatch: pytest.MonkeyPatch,
+                                                tmp_path: Path) -> None:
+    for genre in GENRES:
+        (tmp_path / "kaggle" / "Data" / "genres_original" / genre).mkdir(parents=True)
+    monkeypatch.setenv("AUDIOCLS_DATA", str(tmp_path / "kaggle"))
+    info = find_dataset(None, "cpu")
+    assert info.root == (tmp_path / "kaggle" / "Data" / "genres_original").resolve()
+    assert info.name == "GTZAN" and not info.synthetic
+    other = find_dataset(str(tmp_path / "kaggle" / "Data" / "genres_original" / "blues"), "cpu")
+    assert other.name == "dataset blues"
+
+
+def test_synthetic_set_is_generated_once_per_profile_in_the_workdir(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("AUDIOCLS_WORKDIR", str(tmp_path))
+    monkeypatch.setenv("AUDIOCLS_DATA", "synthetic")
+    monkeypatch.setitem(course.SYNTH_SIZES, "smoke", (2, 0.25))
+    info = find_dataset(None, "smoke", progress=False)
+    assert info.root == tmp_path / "data" / "synthetic-smoke" / "genres"
+    assert info.synthetic and info.has_groups and "NOT GTZAN" in info.describe()
+    assert len(list(info.root.glob("*/*.wav"))) == 20
+    stamp = (info.root / "blues" / "blues.00000.wav").stat().st_mtime_ns
+    assert find_dataset("synthetic", "smoke", progress=False).root == info.root
+    assert (info.root / "blues" / "blues.00000.wav").stat().st_mtime_ns == stamp
+
+
+def _course(tmp_path: Path, root: Path, seed: int = 42) -> Course:
+    return Course("smoke", torch.device("cpu"), seed, DatasetInfo(root, "tones", False), tmp_path,
+                  "disabled")
+
+
+def test_manifest_is_reused_only_for_the_same_data_and_seed(
+        tmp_path: Path, tone_dataset: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    first = _course(tmp_path / "w", tone_dataset).manifest()
+    assert "written" in capsys.readouterr().out
+    again = _course(tmp_path / "w", tone_dataset).manifest()
+    assert "reused" in capsys.readouterr().out
+    pd.testing.assert_frame_equal(first[["path", "label", "split"]], again[["path", "label", "split"]])
+    _course(tmp_path / "w", tone_dataset, seed=7).manifest()
+    assert "written" in capsys.readouterr().out
+    assert set(first["split"]) == {"train", "val", "test"} and len(first) == 36
+
+
+def _fake_run(folder: Path, manifest: pd.DataFrame, recipe_name: str = "baseline",
+              seed: int = 42) -> Run:
+    """Write the files of a finished run by hand (what run_experiment leaves)."""
+    recipe = apply_profile(get_recipe(recipe_name), "smoke")
+    save_manifest(limit_per_class(manifest, recipe.clips_per_class, seed=seed), folder / "manifest.csv")
+    write_json(folder / "recipe.json", recipe.to_dict())
+    write_json(folder / "metrics.json", {"seed": seed, "classes": ["a", "b"],
+                                         "test": {"accuracy": 0.75, "macro_f1": 0.7}})
+    write_csv(pd.DataFrame({"epoch": [1, 2], "train_acc": [0.5, 0.9], "val_acc": [0.6, 0.8],
+                            "train_loss": [1.0, 0.4], "val_loss": [0.9, 0.7],
+                            "seconds": [30.0, 30.0]}), folder / "history.csv")
+    return read_run(folder)
+
+
+def test_a_run_is_reused_only_with_the_same_recipe_split_and_seed(
+        tmp_path: Path, tone_dataset: Path) -> None:
+    manifest = make_splits(build_manifest(tone_dataset, progress=False)[0], "random", seed=42)
+    recipe = apply_profile(get_recipe("baseline"), "smoke")
+    _fake_run(tmp_path / "run", manifest)
+    assert same_run_inputs(tmp_path / "run", manifest, recipe, 42)
+    assert not same_run_inputs(tmp_path / "run", manifest, recipe, 0)
+    assert not same_run_inputs(tmp_path / "run", manifest, replace(recipe, lr=1e-3), 42)
+    assert not same_run_inputs(tmp_path / "run", make_splits(manifest, "random", seed=1), recipe, 42)
+    assert not same_run_inputs(tmp_path / "missing", manifest, recipe, 42)
+    with pytest.raises(AudioclsError, match="not a finished run"):
+        read_run(tmp_path / "missing")
+
+
+def test_recipe_table_shows_exactly_what_the_course_fixed() -> None:
+    table = recipe_table({"seed": get_recipe("seed-baseline"), "course": get_recipe("baseline")})
+    assert sorted(table.index) == ["feature.to_db", "feature.top_db", "normalize"]
+    assert table.loc["feature.to_db"].tolist() == [False, True]
+    assert len(recipe_table({"a": get_recipe("baseline")}, differences_only=False)) > 20
+
+
+def test_describe_scaling_names_each_change_in_one_line() -> None:
+    written = get_recipe("advanced")
+    line = describe_scaling(written, apply_profile(written, "cpu"))
+    assert "model resnext101_32x8d -> " in line and "epochs 30 -> 10" in line and "\n" not in line
+    assert "exactly as written" in describe_scaling(written, apply_profile(written, "full"))
+
+
+def test_describe_overfitting_reads_the_gap_and_the_turning_point() -> None:
+    history = pd.DataFrame({"epoch": [1, 2, 3, 4], "train_acc": [0.4, 0.7, 0.9, 1.0],
+                            "val_acc": [0.4, 0.6, 0.65, 0.6],
+                            "val_loss": [1.5, 1.0, 1.2, 1.4]})
+    text = describe_overfitting(history)
+    assert "training accuracy 1.00, validation 0.60 (gap +0.40)" in text
+    assert "lowest at epoch 2 (1.000)" in text and "overfitting" in text
+    history["val_loss"] = [1.5, 1.2, 1.0, 0.9]
+    assert "overfitting" not in describe_overfitting(history)
+
+
+def test_compare_runs_reports_the_seeds_number_beside_the_test_set(
+        tmp_path: Path, tone_dataset: Path) -> None:
+    manifest = make_splits(build_manifest(tone_dataset, progress=False)[0], "random")
+    table = compare_runs([_fake_run(tmp_path / "run", manifest)])
+    row = table.loc["baseline@smoke"]
+    assert row["model"] == "resnet18" and row["parameters (M)"] == 11.2  # 11,177,538 with 2 classes
+    assert row["best val acc (seed's number)"] == 0.8 and row["test acc"] == 0.75
+    assert row["train time (min)"] == 1.0
+
+
+def test_summary_features_are_band_means_and_stds() -> None:
+    log_mel = torch.tensor([[1.0, 3.0], [2.0, 2.0]])  # (n_mels=2, frames=2)
+    features = summary_features([log_mel, log_mel + 1])
+    assert features.shape == (2, 4)
+    np.testing.assert_allclose(features[0], [2.0, 2.0, 2 ** 0.5, 0.0], rtol=1e-6)
+
+
+def test_nearest_neighbour_accuracy_counts_correct_test_rows() -> None:
+    features = np.array([[0.0], [10.0], [1.0], [9.0], [6.0]])
+    labels = ["a", "b", "a", "b", "a"]
+    split = ["train", "train", "test", "test", "test"]  # 6.0 is nearer 10 than 0: wrong
+    assert nearest_neighbour_accuracy(features, labels, split) == pytest.approx(2 / 3)
+
+
+def test_leakage_experiment_keeps_artists_apart_only_in_the_group_split(tone_dataset: Path) -> None:
+    files = sorted(p.relative_to(tone_dataset).as_posix() for p in tone_dataset.glob("*/*.wav"))
+    groups = [f"{path.split('/')[0]}-{int(path[-9:-4]) // 3}" for path in files]  # 4 per class
+    pd.DataFrame({"path": files, "group": groups}).to_csv(tone_dataset / "groups.csv", index=False)
+    manifest = build_manifest(tone_dataset, progress=False)[0]
+    table = leakage_experiment(manifest)
+    assert table.loc["group", "test clips whose artist is in train"] == 0
+    assert table.loc["random", "test clips whose artist is in train"] > 0
+    assert table["1-NN test accuracy"].between(0, 1).all()
+
+
+def test_broken_examples_are_excluded_by_name_and_by_decoding(tmp_path: Path,
+                                                              tone_dataset: Path) -> None:
+    good = next((tone_dataset / "low").glob("*.wav"))
+    folder = write_broken_examples(tmp_path / "broken", good)
+    manifest, excluded = build_manifest(folder, progress=False)
+    assert len(manifest) == 3
+    reasons = {Path(item.path).name: item.reason for item in excluded}
+    assert "known-corrupt" in reasons["jazz.00054.wav"]
+    assert "cannot decode" in reasons["jazz.00055.wav"] or "no audio" in reasons["jazz.00055.wav"]
+
+
+def test_widgets_follow_the_environment_and_need_a_kernel(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AUDIOCLS_WIDGETS", "0")
+    assert not widgets_enabled()
+    monkeypatch.setenv("AUDIOCLS_WIDGETS", "1")
+    assert widgets_enabled()
+    monkeypatch.delenv("AUDIOCLS_WIDGETS")
+    assert not widgets_enabled()  # pytest is no Jupyter kernel
+
+
+def test_explore_draws_once_statically_and_builds_sliders_interactively(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    calls = []
+
+    def draw(n_fft: int, n_mels: int) -> None:
+        calls.append((n_fft, n_mels))
+
+    explore(draw, {"n_fft": [1024, 2048], "n_mels": [64, 128]}, interactive=False)
+    assert calls == [(1024, 64)] and "Static figure" in capsys.readouterr().out
+    explore(draw, {"n_fft": [1024, 2048], "n_mels": [64, 128]}, {"n_fft": 2048}, interactive=False)
+    assert calls[-1] == (2048, 64)
+    widget = explore(draw, {"n_fft": [1024, 2048], "n_mels": [64, 128]}, interactive=True)
+    assert calls[-1] == (1024, 64)
+    sliders = {child.description: child for child in widget.widget.children
+               if hasattr(child, "options")}
+    assert list(sliders["n_fft"].options) == [1024, 2048]
+    sliders["n_mels"].value = 128  # moving a slider redraws with the new value
+    assert calls[-1] == (1024, 128)
+    plt.close("all")
+
+
+def test_headline_is_the_last_headline_line_printed(capsys: pytest.CaptureFixture[str]) -> None:
+    course.headline("test accuracy 0.9")
+    assert capsys.readouterr().out == "Headline: test accuracy 0.9\n"
+    printed = ["x\nHeadline: first\n", "Headline: second\n"]
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("", outputs=[
+        nbformat.v4.new_output("stream", name="stdout", text=text)]) for text in printed])
+    assert notebook_headline(notebook) == "second"
+    assert notebook_headline(nbformat.v4.new_notebook()) == ""
+
+
+@pytest.mark.slow
+def test_demo_runner_executes_notebooks_into_html(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("AUDIOCLS_WORKDIR", str(tmp_path / "work"))
+    for variable in ("AUDIOCLS_PROFILE", "AUDIOCLS_WIDGETS", "AUDIOCLS_DATA"):
+        monkeypatch.delenv(variable, raising=False)
+    source = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_markdown_cell("# Tiny"),
+        nbformat.v4.new_code_cell("import os\nfrom audiocls_utils.course import headline\n"
+                                  "headline(os.environ['AUDIOCLS_PROFILE'] + ' '"
+                                  " + os.environ['AUDIOCLS_WIDGETS'])"),
+    ])
+    good = tmp_path / "good.ipynb"
+    nbformat.write(source, good)
+    assert course.main(["--out", str(tmp_path / "out"), "--profile", "smoke", str(good)]) == 0
+    assert "smoke 0" in capsys.readouterr().out
+    executed = nbformat.read(tmp_path / "out" / "good.ipynb", as_version=4)
+    assert notebook_headline(executed) == "smoke 0"
+    assert "smoke 0" in (tmp_path / "out" / "good.html").read_text()
+    source.cells.append(nbformat.v4.new_code_cell("raise ValueError('broken on purpose')"))
+    nbformat.write(source, tmp_path / "bad.ipynb")
+    assert course.main(["--out", str(tmp_path / "out"), str(tmp_path / "bad.ipynb")]) == 1
+    assert "broken on purpose" in capsys.readouterr().err
+    assert (tmp_path / "out" / "bad.ipynb").exists()  # the failing copy is kept to look at
+    json.loads((tmp_path / "out" / "bad.ipynb").read_text())

@@ -1,0 +1,87 @@
+"""Figures: what is drawn matches the numbers given, with units on the axes."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from audiocls_utils.config import FeatureConfig, apply_profile, get_recipe
+from audiocls_utils.plots import (
+    plot_durations,
+    plot_framing,
+    plot_lr_schedule,
+    plot_mel_scale,
+    plot_mfcc,
+    plot_model_input,
+    plot_parameter_sweep,
+    plot_run_comparison,
+    plot_spectrogram,
+    plot_spectrogram_grid,
+)
+
+CONFIG = FeatureConfig(n_fft=512, hop_length=128, n_mels=32)
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():  # noqa: ANN202
+    yield
+    plt.close("all")
+
+
+def test_durations_and_sample_rates_are_counted() -> None:
+    manifest = pd.DataFrame({"duration": [30.0, 30.0, 29.9], "sample_rate": [22050, 22050, 44100]})
+    figure = plot_durations(manifest)
+    hist_ax, rate_ax = figure.axes
+    assert [p.get_height() for p in rate_ax.patches] == [2, 1]
+    assert sum(p.get_height() for p in hist_ax.patches) == 3
+    assert hist_ax.get_xlabel() == "Duration (s)" and rate_ax.get_xlabel() == "Sample rate (Hz)"
+
+
+def test_spectrogram_color_limits_are_respected_and_the_grid_shares_them() -> None:
+    figure = plot_spectrogram(np.zeros((32, 10)), CONFIG, vmin=-80, vmax=0)
+    assert figure.axes[0].images[0].get_clim() == (-80, 0)
+    panels = [("a", torch.full((32, 10), -10.0), CONFIG), ("b", torch.full((32, 10), -50.0), CONFIG),
+              ("c", torch.full((32, 10), -30.0), CONFIG)]
+    grid = plot_spectrogram_grid(panels, ncols=2, title="t")
+    images = [ax.images[0] for ax in grid.axes if ax.images]
+    assert len(images) == 3 and all(image.get_clim() == (-50.0, -10.0) for image in images)
+    assert not grid.axes[3].axison  # the empty fourth cell is hidden
+
+
+def test_parameter_sweep_titles_give_each_shape() -> None:
+    waveform = torch.randn(22050)
+    figure = plot_parameter_sweep(waveform, CONFIG, "hop_length", [128, 256])
+    titles = [ax.get_title() for ax in figure.axes if ax.images]
+    assert titles == ["hop_length=128: 32 bands x 173 frames", "hop_length=256: 32 bands x 87 frames"]
+
+
+def test_mfcc_framing_and_mel_scale_label_their_axes() -> None:
+    assert plot_mfcc(np.zeros((20, 50)), CONFIG).axes[0].get_ylabel() == "Coefficient"
+    figure = plot_framing(np.sin(np.arange(4000) / 10), 22050, n_fft=512, hop_length=128, frames=3)
+    assert len(figure.axes[0].lines) == 4 and figure.axes[0].get_xlabel() == "Time (ms)"
+    line = plot_mel_scale(8000).axes[0].lines[0]
+    assert line.get_ydata()[-1] == pytest.approx(2595 * np.log10(1 + 8000 / 700))
+
+
+def test_model_input_shows_three_channels() -> None:
+    figure = plot_model_input(torch.zeros(3, 16, 16))
+    assert len([ax for ax in figure.axes if ax.images]) == 3
+
+
+def test_lr_schedule_plots_the_recipe_rates() -> None:
+    recipe = apply_profile(get_recipe("advanced"), "cpu")
+    line = plot_lr_schedule({"cpu": recipe}).axes[0].lines[0]
+    expected = [recipe.lr * recipe.lr_factor(e) for e in range(recipe.epochs)]
+    assert list(line.get_ydata()) == pytest.approx(expected)
+
+
+def test_run_comparison_bars_are_the_test_accuracies() -> None:
+    history = pd.DataFrame({"epoch": [1, 2], "train_acc": [0.5, 0.8], "val_acc": [0.4, 0.6]})
+    figure = plot_run_comparison({"a": history, "b": history.assign(val_acc=history["val_acc"] + 0.1)},
+                                 {"a": 0.61, "b": 0.72})
+    bars = figure.axes[1].patches
+    assert [b.get_height() for b in bars] == [0.61, 0.72]
+    assert len(figure.axes[0].lines) == 4
