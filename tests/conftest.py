@@ -8,30 +8,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import soundfile as sf
 
 os.environ.setdefault("SWANLAB_MODE", "disabled")  # tests never track unless they ask to
 os.environ.setdefault("AUDIOCLS_OFFLINE", "1")  # and never reach for the network
 os.environ.setdefault("MPLBACKEND", "Agg")
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = Path(os.environ.get("AUDIOCLS_SHARED_DATA", REPO.parent / "shared" / "data"))
-FSDD = SHARED_DATA / "fsdd" / "recordings"
-
-
-def tone(frequency: float, seconds: float = 1.0, sample_rate: int = 22050,
-         amplitude: float = 0.5) -> np.ndarray:
-    """Return a float32 sine wave."""
-    t = np.arange(round(seconds * sample_rate)) / sample_rate
-    return (amplitude * np.sin(2 * np.pi * frequency * t)).astype(np.float32)
-
-
-def write_wav(path: Path, samples: np.ndarray, sample_rate: int = 22050,
-              subtype: str = "PCM_16") -> Path:
-    """Write samples (samples,) or (samples, channels) to a wav file, making folders."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sf.write(str(path), samples, sample_rate, subtype=subtype)
-    return path
+from helpers import FSDD, tone, write_wav  # noqa: E402
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import tone, write_wav
+from helpers import tone, write_wav
 
 from audiocls_utils.audio import describe_audio, fix_length, load_audio, read_audio
 from audiocls_utils.errors import AudioclsError

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import REPO, tone, write_wav
+from helpers import REPO, tone, write_wav
 
 from audiocls_utils import cache as cache_module
 from audiocls_utils.cache import CachedLogMel, FeatureCache, default_cache_dir

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import tone, write_wav
+from helpers import tone, write_wav
 from torch.utils.data import DataLoader
 
 from audiocls_utils.data import (

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import REPO
+from helpers import REPO
 
 from audiocls_utils.data import build_manifest, make_splits, save_manifest
 

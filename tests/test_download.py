@@ -12,7 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from conftest import tone, write_wav
+from helpers import tone, write_wav
 
 from audiocls_utils.cli import main
 from audiocls_utils.download import download, extract_archive, file_sha256

@@ -9,7 +9,7 @@ import numpy as np
 import soundfile as sf
 import torch
 import torchaudio
-from conftest import tone, write_wav
+from helpers import tone, write_wav
 
 from audiocls_utils.config import FeatureConfig
 from audiocls_utils.features import (

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import soundfile as sf
-from conftest import tone
+from helpers import tone
 
 from audiocls_utils.cli import main
 from audiocls_utils.data import build_manifest, make_splits

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import tone, write_wav
+from helpers import tone, write_wav
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
