@@ -1,4 +1,6 @@
 # The two commands a newcomer needs: `make demo` (the main job) and `make test` (the tests).
+# `make demo` executes the four notebooks (cpu profile) into outputs/notebooks/ (.ipynb + HTML);
+# `make demo-cli` runs the same pipeline with the `audiocls` command instead.
 # Each creates or refreshes .venv on its own; it reinstalls only when pyproject.toml changes.
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -7,7 +9,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_DIR ?= outputs/demo
 
-.PHONY: demo test bench lab install dashboard clean
+.PHONY: demo demo-cli test bench lab install dashboard clean
 
 $(STAMP): pyproject.toml
 	@echo "==> Installing audiocls_utils and its dependencies into $(VENV)"
@@ -29,6 +31,9 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_pipeline.py $(BENCH_ARGS)
 
 demo: $(STAMP)
+	$(BIN)/python -m audiocls_utils.course --out outputs/notebooks
+
+demo-cli: $(STAMP)
 	$(BIN)/python -m audiocls_utils.demo --out $(DEMO_DIR)
 
 dashboard: $(STAMP)

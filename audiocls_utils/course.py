@@ -362,6 +362,9 @@ def describe_overfitting(history: pd.DataFrame) -> str:
             f"({best['val_loss']:.3f}) and ended at {last['val_loss']:.3f}.")
     if last["val_loss"] > best["val_loss"] * 1.05 and int(best["epoch"]) < int(last["epoch"]):
         text += " After that the model fitted the training clips better and the others worse: overfitting."
+    elif gap >= 0.1:
+        text += (" Training accuracy runs ahead of validation: the model already fits its training"
+                 " clips better than new ones, the first sign of overfitting.")
     return text
 
 
@@ -398,6 +401,31 @@ def genre_log_mels(manifest: pd.DataFrame, config: FeatureConfig, seconds: float
     return [(label, to_log_mel(load_audio(path, config.sample_rate)[: int(seconds *
                                                                          config.sample_rate)]), config)
             for label, path in zip(first["label"], first["path"], strict=True)]
+
+
+def describe_comparison(runs: Sequence[Run]) -> str:
+    """Return what a comparison says: can the seed's number rank the runs, and each step's change."""
+    best_val = [float(run.history["val_acc"].max()) for run in runs]
+    val_clip = 1 / runs[0].metrics["val"]["num_clips"]
+    lines = [f"Best validation accuracy (the seed's number): {', '.join(f'{v:.3f}' for v in best_val)}."]
+    if max(best_val) - min(best_val) <= val_clip + 1e-9:
+        lines[0] += f" All within one validation clip ({val_clip:.3f}): it cannot rank these runs."
+    for before, after in zip(runs, runs[1:], strict=False):
+        clip = 1 / after.metrics["test"]["num_clips"]
+        change = after.test_accuracy - before.test_accuracy
+        line = (f"{after.name} vs {before.name}: test accuracy {after.test_accuracy:.3f} vs "
+                f"{before.test_accuracy:.3f} ({change:+.3f}; one test clip is {clip:.3f})")
+        train_after, train_before = (float(r.history["train_acc"].iloc[-1]) for r in (after, before))
+        if abs(change) < 2 * clip:
+            line += ": within two clips, no measurable difference."
+        elif change < 0 and train_after < train_before - 0.1:
+            line += (f": {after.name} ends training at {train_after:.2f} training accuracy against "
+                     f"{train_before:.2f}, so it underfits: in {after.recipe.epochs} epochs its "
+                     "regularization (augmentation, learning-rate steps) costs more than it gives.")
+        else:
+            line += "."
+        lines.append(line)
+    return "\n".join(lines)
 
 
 def summary_features(log_mels: Sequence[torch.Tensor]) -> np.ndarray:
@@ -473,20 +501,22 @@ def widgets_enabled() -> bool:
 
 
 def explore(draw: Callable[..., Any], sliders: Mapping[str, Sequence[Any]],
-            defaults: Mapping[str, Any] | None = None, interactive: bool | None = None) -> Any:
+            defaults: Mapping[str, Any] | None = None, interactive: bool | None = None) -> None:
     """Call `draw(**values)` from ipywidgets sliders, or draw once with the defaults (static)."""
     chosen = {name: (defaults or {}).get(name, values[0]) for name, values in sliders.items()}
     if interactive is None:
         interactive = widgets_enabled()
     if interactive:
         import ipywidgets
+        from IPython.display import display
 
-        return ipywidgets.interact(draw, **{name: ipywidgets.SelectionSlider(
+        display(ipywidgets.interactive(draw, **{name: ipywidgets.SelectionSlider(
             options=list(values), value=chosen[name], description=name, continuous_update=False)
-            for name, values in sliders.items()})
+            for name, values in sliders.items()}))
+        return
     print("Static figure (no widget front end; open the notebook in JupyterLab for sliders): "
           + ", ".join(f"{name}={value}" for name, value in chosen.items()))
-    return draw(**chosen)
+    draw(**chosen)
 
 
 def show_clip(waveform: torch.Tensor | np.ndarray, sample_rate: int, title: str,
@@ -503,7 +533,7 @@ def show_clip(waveform: torch.Tensor | np.ndarray, sample_rate: int, title: str,
     figure.set_size_inches(8, 1.8)
     figure.tight_layout()
     plt.show()
-    display(Audio(samples, rate=sample_rate, normalize=True))
+    display(Audio(samples, rate=sample_rate, normalize=bool(np.abs(samples).max() > 0)))
 
 
 # ----------------------------------------------------------------------------- make demo
@@ -539,7 +569,8 @@ def run_notebook(path: Path, out_dir: Path, timeout: int = 1200) -> NotebookResu
     notebook = nbformat.read(path, as_version=4)
     started = time.perf_counter()
     client = NotebookClient(notebook, timeout=timeout, kernel_name="python3",
-                            resources={"metadata": {"path": str(path.parent)}})
+                            resources={"metadata": {"path": str(path.parent)}},
+                            extra_arguments=["--IPKernelApp.log_level=ERROR"])  # no TCP notice
     try:
         client.execute()
     finally:  # a failing notebook still leaves its executed copy, to see where it failed

@@ -4,6 +4,7 @@ when they match; the small lessons' numbers; the static and interactive explorer
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import replace
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from audiocls_utils.course import (
     DatasetInfo,
     Run,
     compare_runs,
+    describe_comparison,
     describe_overfitting,
     describe_scaling,
     explore,
@@ -164,6 +166,8 @@ def test_describe_overfitting_reads_the_gap_and_the_turning_point() -> None:
     assert "training accuracy 1.00, validation 0.60 (gap +0.40)" in text
     assert "lowest at epoch 2 (1.000)" in text and "overfitting" in text
     history["val_loss"] = [1.5, 1.2, 1.0, 0.9]
+    assert "first sign of overfitting" in describe_overfitting(history)  # loss still falls, gap 0.4
+    history["val_acc"] = [0.4, 0.7, 0.9, 0.95]
     assert "overfitting" not in describe_overfitting(history)
 
 
@@ -175,6 +179,24 @@ def test_compare_runs_reports_the_seeds_number_beside_the_test_set(
     assert row["model"] == "resnet18" and row["parameters (M)"] == 11.2  # 11,177,538 with 2 classes
     assert row["best val acc (seed's number)"] == 0.8 and row["test acc"] == 0.75
     assert row["train time (min)"] == 1.0
+
+
+def _run(name: str, test: float, train: float, val: float) -> Run:
+    """Return a finished run with 30 test and 30 validation clips (one clip = 0.033)."""
+    history = pd.DataFrame({"epoch": [1, 2], "train_acc": [0.3, train], "val_acc": [val, 0.1]})
+    return Run(name, replace(get_recipe("baseline"), name=name, epochs=2), {
+        "test": {"accuracy": test, "num_clips": 30}, "val": {"num_clips": 30}}, history, Path("."))
+
+
+def test_describe_comparison_says_when_the_seeds_number_cannot_rank_runs() -> None:
+    runs = [_run("seed", 0.633, 0.85, 0.8), _run("base", 0.833, 0.98, 0.8), _run("adv", 0.7, 0.76, 0.8)]
+    first, step_one, step_two = describe_comparison(runs).splitlines()
+    assert "0.800, 0.800, 0.800" in first and "cannot rank" in first
+    assert step_one == "base vs seed: test accuracy 0.833 vs 0.633 (+0.200; one test clip is 0.033)."
+    assert "adv ends training at 0.76 training accuracy against 0.98" in step_two
+    assert "underfits" in step_two and "in 2 epochs" in step_two
+    close = describe_comparison([_run("a", 0.70, 0.9, 0.5), _run("b", 0.733, 0.9, 0.7)])
+    assert "cannot rank" not in close and "within two clips" in close
 
 
 def test_summary_features_are_band_means_and_stds() -> None:
@@ -223,23 +245,26 @@ def test_widgets_follow_the_environment_and_need_a_kernel(monkeypatch: pytest.Mo
 
 
 def test_explore_draws_once_statically_and_builds_sliders_interactively(
-        capsys: pytest.CaptureFixture[str]) -> None:
-    calls = []
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    import IPython.display
+
+    calls, shown = [], []
 
     def draw(n_fft: int, n_mels: int) -> None:
         calls.append((n_fft, n_mels))
 
-    explore(draw, {"n_fft": [1024, 2048], "n_mels": [64, 128]}, interactive=False)
+    sliders = {"n_fft": [1024, 2048], "n_mels": [64, 128]}
+    explore(draw, sliders, interactive=False)
     assert calls == [(1024, 64)] and "Static figure" in capsys.readouterr().out
-    explore(draw, {"n_fft": [1024, 2048], "n_mels": [64, 128]}, {"n_fft": 2048}, interactive=False)
+    explore(draw, sliders, {"n_fft": 2048}, interactive=False)
     assert calls[-1] == (2048, 64)
-    widget = explore(draw, {"n_fft": [1024, 2048], "n_mels": [64, 128]}, interactive=True)
-    assert calls[-1] == (1024, 64)
-    sliders = {child.description: child for child in widget.widget.children
-               if hasattr(child, "options")}
-    assert list(sliders["n_fft"].options) == [1024, 2048]
-    sliders["n_mels"].value = 128  # moving a slider redraws with the new value
-    assert calls[-1] == (1024, 128)
+    monkeypatch.setattr(IPython.display, "display", shown.append)
+    explore(draw, sliders, {"n_mels": 128}, interactive=True)
+    assert calls[-1] == (1024, 128)  # drawn once with the defaults
+    controls = {child.description: child for child in shown[0].children if hasattr(child, "options")}
+    assert list(controls["n_fft"].options) == [1024, 2048]
+    controls["n_fft"].value = 2048  # moving a slider redraws with the new value
+    assert calls[-1] == (2048, 128)
     plt.close("all")
 
 
@@ -278,3 +303,60 @@ def test_demo_runner_executes_notebooks_into_html(tmp_path: Path, monkeypatch: p
     assert "broken on purpose" in capsys.readouterr().err
     assert (tmp_path / "out" / "bad.ipynb").exists()  # the failing copy is kept to look at
     json.loads((tmp_path / "out" / "bad.ipynb").read_text())
+
+
+def test_reuse_or_train_reads_a_matching_run_without_training(
+        tmp_path: Path, tone_dataset: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    session = _course(tmp_path / "w", tone_dataset)
+    manifest = session.manifest()
+    recipe = session.recipe("baseline")
+    _fake_run(session.run_dir(recipe), manifest)
+    run = session.reuse_or_train(recipe, manifest)  # a fake run: training would overwrite it
+    assert "Reusing" in capsys.readouterr().out and run.test_accuracy == 0.75
+    assert session.run_dir(recipe) == tmp_path / "w" / "runs" / "baseline-smoke"
+
+
+def test_setup_notebook_prints_versions_profile_and_dataset(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path, tone_dataset: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("AUDIOCLS_WORKDIR", str(tmp_path / "w"))
+    monkeypatch.delenv("SWANLAB_MODE", raising=False)
+    session = course.setup_notebook("cpu", str(tone_dataset), seed=3)
+    out = capsys.readouterr().out
+    assert f"torch {torch.__version__}" in out and "torchaudio" in out
+    assert "Profile:  cpu" in out and f"Dataset:  dataset tones at {tone_dataset.resolve()}" in out
+    assert session.seed == 3 and session.tracking_mode == "local" and session.profile == "cpu"
+    assert torch.initial_seed() == 3
+
+
+def test_manifest_with_groups_falls_back_to_the_built_in_set(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path, tone_dataset: Path) -> None:
+    monkeypatch.setenv("AUDIOCLS_WORKDIR", str(tmp_path))
+    monkeypatch.setitem(course.SYNTH_SIZES, "smoke", (2, 0.25))
+    session = _course(tmp_path, tone_dataset)
+    manifest = session.manifest()
+    grouped = session.manifest_with_groups(manifest)  # tones name no artist
+    assert len(grouped) == 20 and (grouped["group"] != "").all()
+    assert session.manifest_with_groups(grouped) is grouped
+
+
+def test_genre_log_mels_take_the_first_clip_of_each_class(tone_dataset: Path) -> None:
+    manifest = build_manifest(tone_dataset, progress=False)[0]
+    config = course.FeatureConfig(n_fft=512, hop_length=256, n_mels=32)
+    panels = course.genre_log_mels(manifest, config, seconds=0.5)
+    assert [label for label, _, _ in panels] == ["high", "low", "mid"]
+    assert all(log_mel.shape == (32, config.seconds_to_frames(0.5)) for _, log_mel, _ in panels)
+
+
+def test_show_clip_plots_and_plays_at_most_max_seconds(monkeypatch: pytest.MonkeyPatch) -> None:
+    import IPython.display
+
+    shown = []
+    monkeypatch.setattr(IPython.display, "display", shown.append)
+    monkeypatch.setattr(plt, "show", lambda: None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # silence must not divide by a zero peak
+        course.show_clip(np.zeros(22050 * 3, np.float32), 22050, "silence", max_seconds=1.0)
+    assert len(shown) == 1 and isinstance(shown[0], IPython.display.Audio)
+    assert plt.gcf().axes[0].get_xlim() == (0.0, 1.0)
+    plt.close("all")
