@@ -18,8 +18,10 @@ copies and HTML) and prints each one's headline: that is `make demo`.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
+import re
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -43,6 +45,7 @@ from .data import (
 )
 from .errors import AudioclsError
 from .files import write_bytes, write_json
+from .synth import GENRES, generate_dataset  # GTZAN's ten genres, which the built-in set copies
 from .tracking import resolve_mode
 from .train import pick_device, run_experiment, seed_everything
 
@@ -52,8 +55,6 @@ SYNTHETIC = ("synthetic", "builtin", "built-in")  # AUDIOCLS_DATA values that as
 
 # Size of the built-in set per profile: (clips per genre, seconds per clip). `full` is GTZAN's size.
 SYNTH_SIZES = {"smoke": (8, 2.0), "cpu": (30, 6.0), "full": (100, 30.0)}
-GTZAN_GENRES = ("blues", "classical", "country", "disco", "hiphop", "jazz", "metal", "pop",
-                "reggae", "rock")
 PROFILE_NOTES = {
     "smoke": "seconds per notebook, for tests: tiny data, 2 epochs, numbers mean nothing",
     "cpu": "laptop-sized: minutes per notebook on 2 cores",
@@ -122,15 +123,16 @@ def synthetic_dataset(profile: str, folder: Path | None = None, progress: bool =
     """Generate (or reuse) the built-in set sized for `profile` under `folder` (default: workdir/data)."""
     clips, seconds = SYNTH_SIZES[profile]
     out = (folder or workdir() / "data") / f"synthetic-{profile}"
-    from .synth import generate_dataset
-
     root = generate_dataset(out, clips_per_class=clips, seconds=seconds, progress=progress)
     return DatasetInfo(root, f"built-in synthetic set, {clips} clips x {seconds:g} s per genre",
                        synthetic=True)
 
 
 def find_dataset(data: str | None, profile: str, progress: bool = True) -> DatasetInfo:
-    """Return the dataset: `data` or $AUDIOCLS_DATA, else data/GTZAN if present, else the built-in set."""
+    """Return the dataset: `data` or $AUDIOCLS_DATA, else data/GTZAN if present, else the built-in set.
+
+    A relative path is read from the working folder, else from the course folder.
+    """
     chosen = data or os.environ.get(DATA_ENV)
     if chosen and chosen.lower() in SYNTHETIC:
         return synthetic_dataset(profile, progress=progress)
@@ -139,15 +141,18 @@ def find_dataset(data: str | None, profile: str, progress: bool = True) -> Datas
         if not gtzan.is_dir():
             return synthetic_dataset(profile, progress=progress)
         chosen = str(gtzan)
-    root = find_data_root(chosen).resolve()
+    path = Path(chosen).expanduser()
+    if not path.is_absolute() and not path.exists():  # relative to the course folder, e.g. data/GTZAN
+        path = course_root() / path
+    root = find_data_root(path).resolve()
     folders = {p.name for p in root.iterdir() if p.is_dir()}
     is_synthetic = (root / ".synth.json").is_file()
     if is_synthetic:
         name = "synthetic set"
-    elif set(GTZAN_GENRES) <= folders:
+    elif set(GENRES) <= folders:
         name = "GTZAN"
     else:
-        name = f"dataset {Path(chosen).name}"
+        name = f"dataset {path.name}"
     return DatasetInfo(root, name, synthetic=is_synthetic)
 
 
@@ -171,8 +176,6 @@ class Run:
 
 def read_run(output_dir: str | Path) -> Run:
     """Read metrics.json, history.csv and recipe.json of a finished run."""
-    import json
-
     output_dir = Path(output_dir)
     needed = [output_dir / name for name in ("metrics.json", "history.csv", "recipe.json")]
     missing = [p.name for p in needed if not p.is_file()]
@@ -230,8 +233,6 @@ class Course:
 
     def manifest(self) -> pd.DataFrame:
         """Return the dataset's manifest with the seeded per-class random split, cached on disk."""
-        import json
-
         source = self.manifest_path.with_suffix(".json")
         try:
             if json.loads(source.read_text()) == self._manifest_source():
@@ -254,7 +255,8 @@ class Course:
             return manifest
         print(f"The {self.dataset.name} clips name no artist; this lesson uses the built-in set, "
               "whose groups.csv does")
-        return build_manifest(synthetic_dataset(self.profile).root, progress=False)[0]
+        size = "smoke" if self.profile == "smoke" else "cpu"  # a GTZAN-sized set would take minutes
+        return build_manifest(synthetic_dataset(size, progress=False).root, progress=False)[0]
 
     def recipe(self, name: str) -> Recipe:
         """Return the named recipe scaled to this notebook's profile."""
@@ -560,7 +562,7 @@ def notebook_headline(notebook: Any) -> str:
     return found
 
 
-def run_notebook(path: Path, out_dir: Path, timeout: int = 1200) -> NotebookResult:
+def run_notebook(path: Path, out_dir: Path, timeout: int = 3600) -> NotebookResult:
     """Execute one notebook in its folder; write the executed copy and its HTML to `out_dir`."""
     import nbformat
     from nbclient import NotebookClient
@@ -584,7 +586,7 @@ def run_notebook(path: Path, out_dir: Path, timeout: int = 1200) -> NotebookResu
 
 
 def run_notebooks(paths: Sequence[Path], out_dir: Path, profile: str = "cpu",
-                  timeout: int = 1200) -> list[NotebookResult]:
+                  timeout: int = 3600) -> list[NotebookResult]:
     """Execute notebooks in order in `profile` (static figures), printing each one's headline."""
     os.environ[PROFILE_ENV] = profile
     os.environ[WIDGETS_ENV] = "0"
@@ -607,7 +609,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Execute the course notebooks into HTML.")
     parser.add_argument("--out", type=Path, default=Path("outputs/notebooks"))
     parser.add_argument("--profile", default="cpu", choices=list(PROFILES))
-    parser.add_argument("--timeout", type=int, default=1200, help="seconds per cell")
+    parser.add_argument("--timeout", type=int, default=3600, help="seconds per cell")
     parser.add_argument("notebooks", nargs="*", type=Path,
                         help="notebooks to run (default: the four chapters, in order)")
     args = parser.parse_args(argv)
@@ -616,7 +618,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         results = run_notebooks(paths, args.out, args.profile, args.timeout)
     except Exception as error:  # noqa: BLE001 - one line naming the notebook, not a kernel dump
-        print(f"make demo: a notebook failed: {str(error).strip().splitlines()[-1][:300]}\n"
+        last_line = re.sub(r"\x1b\[[0-9;]*m", "", str(error).strip().splitlines()[-1])  # no colours
+        print(f"make demo: a notebook failed: {last_line[:300]}\n"
               f"See the executed copy in {args.out}/ for the cell.", file=sys.stderr)
         return 1
     print("\nnotebook                          time  headline")

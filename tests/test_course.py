@@ -83,6 +83,9 @@ def test_kaggle_layout_is_found_and_named_gtzan(monkeypatch: pytest.MonkeyPatch,
     assert info.name == "GTZAN" and not info.synthetic
     other = find_dataset(str(tmp_path / "kaggle" / "Data" / "genres_original" / "blues"), "cpu")
     assert other.name == "dataset blues"
+    monkeypatch.setattr(course, "course_root", lambda: tmp_path)
+    monkeypatch.chdir(tmp_path / "kaggle" / "Data")  # like a notebook running in notebooks/
+    assert find_dataset("kaggle", "cpu").root == info.root  # read from the course folder
 
 
 def test_synthetic_set_is_generated_once_per_profile_in_the_workdir(
@@ -300,7 +303,8 @@ def test_demo_runner_executes_notebooks_into_html(tmp_path: Path, monkeypatch: p
     source.cells.append(nbformat.v4.new_code_cell("raise ValueError('broken on purpose')"))
     nbformat.write(source, tmp_path / "bad.ipynb")
     assert course.main(["--out", str(tmp_path / "out"), str(tmp_path / "bad.ipynb")]) == 1
-    assert "broken on purpose" in capsys.readouterr().err
+    error = capsys.readouterr().err
+    assert "ValueError: broken on purpose" in error and "\x1b[" not in error
     assert (tmp_path / "out" / "bad.ipynb").exists()  # the failing copy is kept to look at
     json.loads((tmp_path / "out" / "bad.ipynb").read_text())
 
