@@ -27,6 +27,8 @@ def test_digits_are_recognised_for_speakers_never_heard(tmp_path: Path, fsdd: Pa
     result = run_experiment(manifest, recipe, tmp_path / "fsdd", seed=0, progress=False,
                             tracking_mode="disabled")
     test = result.metrics["test"]
-    # Chance is 10%. Measured: FLOOR_NOTE. The floor leaves room for CPU nondeterminism.
-    assert test["accuracy"] >= 0.5, test
+    # Chance is 10%. This cheap configuration passed its earlier 0.5 floor on this machine; the
+    # cpu-profile runs in the README's results table reach 0.38 (baseline) to 0.65 (course) on
+    # 30 clips per digit. The floor is 4x chance: a regression guard, not a benchmark.
+    assert test["accuracy"] >= 0.4, test
     assert test["num_clips"] == 400  # 40 clips per digit from the held-out speaker
