@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_DIR ?= outputs/demo
 
-.PHONY: demo test lab install clean
+.PHONY: demo test bench lab install dashboard clean
 
 $(STAMP): pyproject.toml
 	@echo "==> Installing audiocls_utils and its dependencies into $(VENV)"
@@ -20,10 +20,19 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 test: $(STAMP)
+	@bash scripts/ensure-chromium.sh
 	$(BIN)/python -m pytest
+
+# Time the seed's per-item data pipeline against this project's (a few minutes on 2 cores);
+# writes benchmarks/results/bench_pipeline.json. More clips: make bench BENCH_ARGS="--clips 256".
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench_pipeline.py $(BENCH_ARGS)
 
 demo: $(STAMP)
 	$(BIN)/python -m audiocls_utils.demo --out $(DEMO_DIR)
+
+dashboard: $(STAMP)
+	$(BIN)/audiocls dashboard
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab notebooks/

@@ -4,6 +4,7 @@ Audio clips become log-Mel spectrograms, and ImageNet-style CNNs classify them.
 """
 
 from .audio import describe_audio, load_audio
+from .cache import FeatureCache
 from .config import FeatureConfig, Recipe, apply_profile, get_recipe
 from .data import build_manifest, class_names, make_splits
 from .errors import AudioclsError
@@ -16,6 +17,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AudioclsError",
+    "FeatureCache",
     "FeatureConfig",
     "LogMel",
     "Predictor",

@@ -14,20 +14,9 @@ import torchaudio
 from torch import nn
 
 from .config import FeatureConfig, Recipe
-from .features import ModelInput
+from .features import ModelInput, mel_filterbank
 
 _AMIN = 1e-10  # AmplitudeToDB's floor: 10 * log10(1e-10) = -100 dB
-
-
-def mel_filterbank(config: FeatureConfig) -> torch.Tensor:
-    """Return the (n_freqs, n_mels) triangular filterbank that MelSpectrogram applies."""
-    return torchaudio.functional.melscale_fbanks(
-        n_freqs=config.n_fft // 2 + 1,
-        f_min=config.f_min,
-        f_max=config.f_max if config.f_max is not None else config.sample_rate / 2,
-        n_mels=config.n_mels,
-        sample_rate=config.sample_rate,
-    )
 
 
 def noise_power_per_mel(config: FeatureConfig, noise_std: float) -> torch.Tensor:
@@ -104,12 +93,12 @@ def has_augmentation(recipe: Recipe) -> bool:
 class InputPipeline(nn.Module):
     """Turn a batch of log-Mel segments into CNN inputs, augmenting only in training."""
 
-    def __init__(self, recipe: Recipe, num_frames: int, mean: float = 0.0, std: float = 1.0
-                 ) -> None:
+    def __init__(self, recipe: Recipe, num_frames: int, mean: float = 0.0, std: float = 1.0,
+                 channels_last: bool = False) -> None:
         super().__init__()
         self.signal = SignalAugment(recipe) if recipe.gain_db or recipe.noise_std else None
         self.masks = SpecMasks(recipe.time_mask, recipe.freq_mask, num_frames)
-        self.model_input = ModelInput(recipe.image_size, mean, std)
+        self.model_input = ModelInput(recipe.image_size, mean, std, channels_last)
 
     def forward(self, features: torch.Tensor, train: bool = False) -> torch.Tensor:
         """Map (batch, n_mels, frames) to (batch, 3, image_size, image_size)."""

@@ -1,4 +1,5 @@
-"""The `audiocls` command line: synth, download, prepare, train, evaluate, predict."""
+"""The `audiocls` command line: synth, download, prepare, train, evaluate, predict, export,
+dashboard."""
 
 from __future__ import annotations
 
@@ -22,8 +23,13 @@ def cmd_synth(args: argparse.Namespace) -> None:
     """Generate the built-in synthetic dataset."""
     from .synth import generate_dataset
 
-    root = generate_dataset(args.out, clips_per_class=args.clips_per_class, seconds=args.seconds,
-                            seed=args.seed, difficulty=args.difficulty, progress=_progress())
+    try:
+        root = generate_dataset(args.out, clips_per_class=args.clips_per_class,
+                                seconds=args.seconds, seed=args.seed,
+                                difficulty=args.difficulty,
+                                artists_per_class=args.artists_per_class, progress=_progress())
+    except (ValueError, FileExistsError) as error:
+        raise AudioclsError(str(error)) from None
     print(f"Synthetic dataset in {root}")
 
 
@@ -61,12 +67,14 @@ def cmd_download(args: argparse.Namespace) -> None:
 
 def _manifest_with_splits(args: argparse.Namespace):  # noqa: ANN202 - pandas type
     """Build the manifest of --data-dir, report exclusions, and add the --split column."""
-    from .data import build_manifest, make_splits
+    from .data import build_manifest, make_splits, manifest_notes
 
     manifest, excluded = build_manifest(args.data_dir, label_pattern=args.label_pattern,
-                                        progress=_progress())
+                                        progress=_progress(), labels_csv=args.labels)
     for item in excluded:
         print(f"Excluded {item}")
+    for note in manifest_notes(manifest):
+        print(f"Note: {note}")
     return make_splits(manifest, args.split, seed=args.seed), excluded
 
 
@@ -85,30 +93,36 @@ def cmd_prepare(args: argparse.Namespace) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    """Train a recipe and write metrics.json, model.pt and history.csv."""
+    """Train a recipe and write metrics.json, model.pt and history.csv (DDP under torchrun)."""
     from .config import apply_profile, default_profile, get_recipe
     from .data import load_manifest, make_splits
+    from .distributed import quiet_unless_main
     from .train import pick_device, run_experiment
 
-    device = pick_device(args.device)
-    profile = args.profile or default_profile(str(device))
-    recipe = apply_profile(get_recipe(args.recipe), profile)
-    if args.manifest:
-        manifest = make_splits(load_manifest(args.manifest), "existing")
-    else:
-        manifest, _ = _manifest_with_splits(args)
-    print(f"Profile {profile}; {len(manifest)} clips; output in {args.output_dir}")
-    result = run_experiment(manifest, recipe, args.output_dir, device=device, seed=args.seed,
-                            tracking_mode=args.tracking, progress=_progress(),
-                            resume=args.resume)
-    test = result.metrics.get("test")
-    if test:
-        print(f"Test accuracy {test['accuracy']:.3f}, macro-F1 {test['macro_f1']:.3f} "
-              f"({test['num_clips']} clips)")
-    else:
-        print("No test set in this split, so no result to report: the validation figures chose "
-              "the model and overstate its accuracy")
-    print(f"Wrote {args.output_dir}/metrics.json, model.pt, history.csv")
+    with quiet_unless_main():
+        device = pick_device(args.device)
+        profile = args.profile or default_profile(str(device))
+        recipe = apply_profile(get_recipe(args.recipe), profile)
+        if args.manifest:
+            manifest = make_splits(load_manifest(args.manifest), "existing")
+        else:
+            manifest, _ = _manifest_with_splits(args)
+        print(f"Profile {profile}; {len(manifest)} clips; output in {args.output_dir}")
+        result = run_experiment(
+            manifest, recipe, args.output_dir, device=device, seed=args.seed,
+            tracking_mode=args.tracking, progress=_progress(), resume=args.resume,
+            num_workers=args.workers, cache=False if args.no_cache else (args.cache_dir or True),
+            amp=not args.no_amp, channels_last=False if args.no_channels_last else None,
+            pin_memory=False if args.no_pin_memory else None,
+        )
+        test = result.metrics.get("test")
+        if test:
+            print(f"Test accuracy {test['accuracy']:.3f}, macro-F1 {test['macro_f1']:.3f} "
+                  f"({test['num_clips']} clips)")
+        else:
+            print("No test set in this split, so no result to report: the validation figures "
+                  "chose the model and overstate its accuracy")
+        print(f"Wrote {args.output_dir}/metrics.json, model.pt, history.csv")
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
@@ -168,6 +182,26 @@ def cmd_predict(args: argparse.Namespace) -> None:
         print(f"{result['path']}: {ranked}")
 
 
+def cmd_export(args: argparse.Namespace) -> None:
+    """Export a saved model to TorchScript or ONNX."""
+    from .export import export_model
+
+    out = export_model(args.model, args.format, args.out)
+    print(f"Wrote {out} (input: log-Mel segments; see {out}.json)")
+
+
+def cmd_dashboard(args: argparse.Namespace) -> None:
+    """Serve the SwanLab dashboard of the course's runs on localhost until Ctrl+C."""
+    import subprocess
+
+    from .dashboard import find_log_dir
+
+    log_dir = Path(args.log_dir) if args.log_dir else find_log_dir(args.search)
+    print(f"SwanLab dashboard for {log_dir}: open http://{args.host}:{args.port} (Ctrl+C stops)")
+    subprocess.run([sys.executable, "-m", "swanlab", "watch", str(log_dir), "--host", args.host,
+                    "--port", str(args.port)], check=False)
+
+
 EXAMPLES = {
     "synth": "audiocls synth --out data/synth --clips-per-class 30 --seconds 6",
     "download": "audiocls download gtzan --dest data/gtzan",
@@ -176,6 +210,8 @@ EXAMPLES = {
              "--output-dir runs/baseline",
     "evaluate": "audiocls evaluate --model runs/baseline/model.pt --data-dir data/synth",
     "predict": "audiocls predict --model runs/baseline/model.pt song.wav --top-k 3",
+    "export": "audiocls export --model runs/baseline/model.pt --format onnx",
+    "dashboard": "audiocls dashboard --log-dir outputs/demo/swanlog --port 5092",
 }
 
 
@@ -185,6 +221,8 @@ def _add_data_arguments(parser: argparse.ArgumentParser, required: bool = True) 
                         help="folder with one sub-folder per class (GTZAN layouts are found)")
     parser.add_argument("--label-pattern", default=None,
                         help="read labels from file names: 'fsdd' or a regex with (?P<label>...)")
+    parser.add_argument("--labels", default=None,
+                        help="CSV with columns path,label[,group] (paths relative to --data-dir)")
     parser.add_argument("--split", default="random", choices=["random", "group", "filtered"],
                         help="random: per-class stratified (seed 42); group: no speaker/artist "
                              "in two splits; filtered: GTZAN's artist-filtered split (Kereliuk "
@@ -214,6 +252,8 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--seconds", type=float, default=5.0)
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument("--difficulty", type=float, default=0.5, help="0 easy ... 1 hard")
+    synth.add_argument("--artists-per-class", type=int, default=4,
+                       help="artists per genre; --split group keeps each artist in one split")
     synth.set_defaults(run=cmd_synth)
 
     fetch = command("download", "Download a dataset archive (resumable, verified) and extract it.")
@@ -245,6 +285,21 @@ def build_parser() -> argparse.ArgumentParser:
                        help="SwanLab mode: local (default), offline, online or disabled")
     train.add_argument("--resume", action="store_true",
                        help="continue from OUTPUT_DIR/checkpoints/last.pt")
+    speed = train.add_argument_group(
+        "speed", "all on by default; for several GPUs, launch with "
+                 "`torchrun --nproc_per_node=N -m audiocls_utils train ...`")
+    speed.add_argument("--cache-dir", default=None,
+                       help="feature cache folder (default: $AUDIOCLS_CACHE, else "
+                            "~/.cache/audiocls/features)")
+    speed.add_argument("--no-cache", action="store_true",
+                       help="compute log-Mels every run and keep them in RAM")
+    speed.add_argument("--workers", type=int, default=None,
+                       help="DataLoader worker processes (default: by CPU count)")
+    speed.add_argument("--no-amp", action="store_true", help="no bf16/fp16 autocast on CUDA")
+    speed.add_argument("--no-channels-last", action="store_true",
+                       help="keep NCHW tensors on CUDA")
+    speed.add_argument("--no-pin-memory", action="store_true",
+                       help="no pinned host memory for CUDA copies")
     train.set_defaults(run=cmd_train)
 
     evaluate = command("evaluate", "Score a saved model on a dataset split (clip level).")
@@ -262,6 +317,20 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--json", action="store_true", help="print JSON instead of text")
     predict.add_argument("--device", default=None)
     predict.set_defaults(run=cmd_predict)
+
+    export = command("export", "Export a saved model to TorchScript or ONNX.")
+    export.add_argument("--model", required=True)
+    export.add_argument("--format", required=True, choices=["torchscript", "onnx"])
+    export.add_argument("--out", default=None, help="file to write (default: beside the model)")
+    export.set_defaults(run=cmd_export)
+
+    dashboard = command("dashboard", "Serve the SwanLab dashboard of local runs (no account).")
+    dashboard.add_argument("--log-dir", default=None,
+                           help="a swanlog folder (default: the newest one under --search)")
+    dashboard.add_argument("--search", default="outputs", help="where to look for swanlog folders")
+    dashboard.add_argument("--host", default="127.0.0.1")
+    dashboard.add_argument("--port", type=int, default=5092)
+    dashboard.set_defaults(run=cmd_dashboard)
     return parser
 
 

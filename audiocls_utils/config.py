@@ -61,6 +61,7 @@ class Recipe:
     image_size: int = 224
     segment_seconds: float = 30.0  # crop of each clip fed to the model
     batch_size: int = 16
+    accumulate: int = 1  # gradient accumulation: optimizer steps every `accumulate` batches
     epochs: int = 20
     optimizer: str = "adam"  # "adam" | "adamw"
     lr: float = 1e-4

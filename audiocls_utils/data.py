@@ -2,22 +2,23 @@
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, DistributedSampler, Sampler, default_collate, get_worker_info
 from tqdm.auto import tqdm
 
-from .audio import describe_audio, is_audio_path
+from .audio import AudioInfo, describe_audio, is_audio_path
 from .config import SPLIT_NAMES
 from .errors import AudioclsError
-from .features import crop_or_pad, window_starts
+from .features import LogMelSource, crop_or_pad, window_starts
 from .files import write_csv
 from .gtzan import split_filtered
 
@@ -34,6 +35,9 @@ KNOWN_BAD_FILES = {
 }
 
 GROUPS_FILE = "groups.csv"
+SYNTH_MARKER = ".synth.json"  # written by audiocls_utils.synth: its files are not GTZAN's
+MIN_SECONDS = 0.1  # shorter clips hold too little sound to classify: excluded
+LONG_SECONDS = 600.0  # longer clips are kept, with a note: training sees random segments of them
 
 
 @dataclass(frozen=True)
@@ -110,39 +114,40 @@ def build_manifest(
     data_dir: str | Path,
     label_pattern: str | None = None,
     progress: bool = True,
+    labels_csv: str | Path | None = None,
 ) -> tuple[pd.DataFrame, list[Excluded]]:
     """Decode every clip below `data_dir` once and return the manifest and the excluded clips.
 
-    Labels come from the class folder (`root/<label>/<file>`), or from the file name when
+    Labels come from the class folder (`root/<label>/<file>`), from the file name when
     `label_pattern` is given (a name in LABEL_PATTERNS or a regex with (?P<label>) and optional
-    (?P<group>)). Groups (speaker, artist) come from the pattern or from `root/groups.csv`.
+    (?P<group>)), or from `labels_csv` (columns path,label[,group]; paths relative to the data
+    folder). Groups (speaker, artist) come from the pattern, the CSV or `root/groups.csv`.
     """
     root = find_data_root(data_dir)
-    read_label = _label_from_pattern(label_pattern) if label_pattern else _label_from_folder(root)
-    groups = read_groups(root)
-    rows, excluded = [], []
-    for path in tqdm(find_audio_files(root), desc="Checking clips", unit="clip",
-                     disable=not progress):
-        labelled = read_label(path)
-        if labelled is None:
-            continue  # not in a class folder, or not matching the pattern: not a clip
-        label, group = labelled
-        relative = path.relative_to(root).as_posix()
-        if path.name in KNOWN_BAD_FILES:
-            excluded.append(Excluded(str(path), KNOWN_BAD_FILES[path.name]))
-            continue
-        try:
-            info = describe_audio(path)
-        except AudioclsError as error:
-            excluded.append(Excluded(str(path), str(error).removeprefix(f"{path}: ")))
-            continue
-        if info.peak == 0.0:
-            excluded.append(Excluded(str(path), "digital silence (every sample is 0)"))
+    excluded: list[Excluded] = []
+    if labels_csv is not None:
+        candidates, missing = _read_labels_csv(root, Path(labels_csv))
+        excluded.extend(missing)
+    else:
+        read_label = _label_from_pattern(label_pattern) if label_pattern else _label_from_folder(root)
+        groups = read_groups(root)
+        candidates = []
+        for path in find_audio_files(root):
+            labelled = read_label(path)
+            if labelled is not None:  # else: not in a class folder, or not matching: not a clip
+                relative = path.relative_to(root).as_posix()
+                candidates.append((path, labelled[0], groups.get(relative, labelled[1])))
+    rows = []
+    for path, label, group in tqdm(candidates, desc="Checking clips", unit="clip",
+                                   disable=not progress):
+        problem, info = _check_clip(path)
+        if problem:
+            excluded.append(Excluded(printable(path), problem))
             continue
         rows.append({
             "path": str(path.resolve()),
             "label": label,
-            "group": groups.get(relative, group),
+            "group": group,
             "duration": round(info.duration, 4),
             "sample_rate": info.sample_rate,
             "channels": info.channels,
@@ -154,7 +159,78 @@ def build_manifest(
             + (f"; {len(excluded)} file(s) were excluded" if excluded else "")
         )
     manifest = pd.DataFrame(rows).sort_values(["label", "path"], ignore_index=True)
+    check_label_typos(manifest)
     return manifest, excluded
+
+
+def printable(path: Path) -> str:
+    """Return a path that prints anywhere: bytes that aren't UTF-8 are shown as escapes."""
+    return os.fsencode(path).decode("utf-8", errors="backslashreplace")
+
+
+def _check_clip(path: Path) -> tuple[str | None, AudioInfo | None]:
+    """Return (reason to exclude, None) or (None, info) for one candidate clip."""
+    if path.name in KNOWN_BAD_FILES and not (path.parent.parent / SYNTH_MARKER).exists():
+        return KNOWN_BAD_FILES[path.name], None
+    if printable(path) != str(path):
+        return "file name is not valid UTF-8: rename it (e.g. with `convmv`)", None
+    try:
+        info = describe_audio(path)
+    except AudioclsError as error:
+        return str(error).removeprefix(f"{path}: "), None
+    if info.peak == 0.0:
+        return "digital silence (every sample is 0)", None
+    if info.duration < MIN_SECONDS:
+        return f"too short ({info.duration:.3f} s < {MIN_SECONDS} s)", None
+    return None, info
+
+
+def _read_labels_csv(root: Path, table_path: Path) -> tuple[list[tuple[Path, str, str]],
+                                                             list[Excluded]]:
+    """Read (path, label, group) rows from a labels CSV; listed files that are missing are excluded."""
+    if not table_path.is_file():
+        raise AudioclsError(f"Labels file {table_path} not found")
+    table = pd.read_csv(table_path, dtype=str, keep_default_na=False)
+    if not {"path", "label"} <= set(table.columns):
+        raise AudioclsError(f"{table_path}: needs columns 'path' and 'label' (found "
+                            f"{list(table.columns)})")
+    blank = table.index[table["label"].str.strip() == ""].tolist()
+    if blank:
+        raise AudioclsError(f"{table_path}: row(s) {[i + 2 for i in blank[:5]]} have no label; "
+                            "fill them in or delete the rows")
+    rows, missing = [], []
+    for record in table.itertuples(index=False):
+        path = Path(record.path) if Path(record.path).is_absolute() else root / record.path
+        if not path.exists():
+            missing.append(Excluded(str(path), f"listed in {table_path.name} but missing"))
+            continue
+        rows.append((path, str(record.label), str(getattr(record, "group", "") or "")))
+    return rows, missing
+
+
+def check_label_typos(manifest: pd.DataFrame) -> None:
+    """Raise when two labels differ only by case, spacing or a near-miss spelling of a rare one."""
+    counts = manifest["label"].value_counts()
+    labels = sorted(counts.index)
+    for i, label in enumerate(labels):
+        for other in labels[i + 1:]:
+            same_text = label.strip().lower() == other.strip().lower()
+            close = difflib.SequenceMatcher(None, label.lower(), other.lower()).ratio() >= 0.8
+            rare, common = sorted((label, other), key=lambda name: counts[name])
+            if same_text or (close and counts[rare] * 5 <= counts[common]):
+                raise AudioclsError(
+                    f"Label {rare!r} ({counts[rare]} clip(s)) looks like a typo of {common!r} "
+                    f"({counts[common]} clips): rename the folder or fix the labels file"
+                )
+
+
+def manifest_notes(manifest: pd.DataFrame) -> list[str]:
+    """Return one line per kept clip or class that deserves a note (very long clips)."""
+    notes = []
+    for row in manifest[manifest["duration"] > LONG_SECONDS].itertuples():
+        notes.append(f"{row.path}: very long clip ({row.duration / 60:.1f} min), kept; training "
+                     "uses random segments of it and evaluation averages all its windows")
+    return notes
 
 
 def class_names(manifest: pd.DataFrame) -> list[str]:
@@ -185,9 +261,9 @@ def split_by_group(
 ) -> pd.DataFrame:
     """Split by `group` (speaker, artist) so that no group appears in two splits.
 
-    When every group holds a single class (artists within genres) and every class has at least
-    3 groups, each class is split on its own so that every class reaches val and test; groups
-    that span classes (speakers of every digit) are split across the whole set.
+    When each group holds one class (an artist plays one genre), groups are divided class by
+    class, so every split still has every class; otherwise (a speaker says every digit) groups
+    are divided as a whole.
     """
     groups = manifest["group"].fillna("").astype(str)
     if (groups == "").any():
@@ -196,35 +272,35 @@ def split_by_group(
             f"--split group needs a group for every clip; e.g. {missing} have none. Add a "
             f"{GROUPS_FILE} (path,group) to the data folder or use a label pattern with (?P<group>)"
         )
-    labels = manifest["label"].astype(str)
-    one_class_each = (labels.groupby(groups).nunique() == 1).all()
-    if one_class_each and labels.nunique() > 1 and (groups.groupby(labels).nunique() >= 3).all():
-        split = pd.concat([_assign_groups(groups[labels == label], test_fraction, val_fraction, seed)
-                           for label in sorted(labels.unique())])
-        return manifest.assign(split=split)
-    return manifest.assign(split=_assign_groups(groups, test_fraction, val_fraction, seed))
+    rng = np.random.default_rng(seed)
+    nested = manifest.assign(group=groups).groupby("group")["label"].nunique().max() == 1
+    parts = [groups[manifest["label"] == label] for label in sorted(manifest["label"].unique())]
+    split_of: dict[str, str] = {}
+    for part in parts if nested else [groups]:
+        split_of.update(_assign_groups(part.value_counts(), test_fraction, val_fraction, rng))
+    if "train" not in split_of.values():
+        raise AudioclsError(f"Too few groups ({len(split_of)}) to leave any for training")
+    return manifest.assign(split=groups.map(split_of))
 
 
-def _assign_groups(groups: pd.Series, test_fraction: float, val_fraction: float, seed: int
-                   ) -> pd.Series:
-    """Return each clip's split, giving whole groups to test, val and train (in random order)."""
-    names = np.random.default_rng(seed).permutation(sorted(groups.unique()))
-    if len(names) < 3:
-        raise AudioclsError(f"--split group needs at least 3 groups; found {list(names)}")
-    sizes = groups.value_counts()
-    targets = {"test": test_fraction * len(groups), "val": val_fraction * len(groups)}
+def _assign_groups(sizes: pd.Series, test_fraction: float, val_fraction: float,
+                   rng: np.random.Generator) -> dict[str, str]:
+    """Give each group (sizes: clips per group) a split, test first, then val, the rest train."""
+    names = list(rng.permutation(sorted(sizes.index)))
+    total = int(sizes.sum())
+    targets = {"test": test_fraction * total, "val": val_fraction * total}
     filled = {"test": 0, "val": 0}
     split_of: dict[str, str] = {}
-    for name in names:
-        split_of[name] = "train"
-        for split in ("test", "val"):  # take the group where it brings the split nearer its size
-            after = filled[split] + sizes[name]
-            if filled[split] == 0 or abs(after - targets[split]) < abs(filled[split] - targets[split]):
-                split_of[name], filled[split] = split, after
-                break
-    if "train" not in split_of.values():
-        raise AudioclsError(f"Too few groups ({len(names)}) to leave any for training")
-    return groups.map(split_of)
+    for position, name in enumerate(names):
+        target = "train"
+        if position < len(names) - 1 or "train" in split_of.values():  # train keeps one group
+            for split in ("test", "val"):  # take the group where it brings the split nearer its size
+                after = filled[split] + sizes[name]
+                if filled[split] == 0 or abs(after - targets[split]) < abs(filled[split] - targets[split]):
+                    target, filled[split] = split, after
+                    break
+        split_of[name] = target
+    return split_of
 
 
 def make_splits(manifest: pd.DataFrame, method: str = "random", seed: int = 42) -> pd.DataFrame:
@@ -310,11 +386,16 @@ def load_manifest(path: str | Path) -> pd.DataFrame:
 
 class SegmentDataset(Dataset):
     """Serve fixed-length log-Mel segments: one random crop per clip in training, every window
-    (with its clip index) in evaluation."""
+    (with its clip index) in evaluation.
+
+    `log_mels` may be tensors or memory-mapped cache entries (`cache.CachedLogMel`): only each
+    segment is read into memory. Segments keep the features' dtype (float16 for dB): the input
+    pipeline converts them on the device, which halves what crosses to it.
+    """
 
     def __init__(
         self,
-        log_mels: Sequence[torch.Tensor],
+        log_mels: Sequence[LogMelSource],
         targets: Sequence[int],
         num_frames: int,
         train: bool,
@@ -336,11 +417,62 @@ class SegmentDataset(Dataset):
     def __len__(self) -> int:
         return len(self.log_mels) if self.train else len(self.windows)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int, int]:
-        clip, start = (index, None) if self.train else self.windows[index]
-        features = self.log_mels[clip]
-        if start is None:
-            spare = max(0, features.shape[-1] - self.num_frames)
-            start = int(torch.randint(0, spare + 1, (1,)))
-        segment = crop_or_pad(features, start, self.num_frames).float()
+    def __getitem__(self, index: int | tuple[int, float]) -> tuple[torch.Tensor, int, int]:
+        """Return (segment (n_mels, num_frames), target, clip index).
+
+        In training, `index` is a clip or a (clip, position in [0, 1)) pair from
+        `SegmentSampler`; a bare clip gets a position drawn from torch's generator.
+        """
+        if self.train:
+            clip, position = index if isinstance(index, tuple) else (index, float(torch.rand(())))
+            spare = max(0, self.log_mels[clip].shape[-1] - self.num_frames)
+            start = min(spare, int(position * (spare + 1)))
+        else:
+            clip, start = self.windows[index]
+        segment = crop_or_pad(self.log_mels[clip], start, self.num_frames)
         return segment, self.targets[clip], clip
+
+
+def collate_segments(items: list[tuple[torch.Tensor, int, int]]
+                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Batch SegmentDataset items: (batch, n_mels, num_frames) segments, targets, clip indices.
+
+    In the main process the segments are copied once, by NumPy: torch.stack splits this
+    memory-bound copy between threads, which gains nothing and crawls when other processes
+    hold the cores. Workers keep torch's collation (it writes straight into shared memory).
+    """
+    if get_worker_info() is not None:
+        return default_collate(items)
+    segments = np.stack([segment.numpy() for segment, _, _ in items])
+    return (torch.from_numpy(segments), torch.tensor([target for _, target, _ in items]),
+            torch.tensor([clip for _, _, clip in items]))
+
+
+class SegmentSampler(Sampler[tuple[int, float]]):
+    """Yield (clip, crop position in [0, 1)) pairs for one training epoch of one rank.
+
+    Clips are shuffled and shared between ranks by DistributedSampler (seeded by seed + epoch);
+    positions are drawn from (seed, epoch, rank) in the main process. So the crops depend on
+    neither the number of DataLoader workers nor their persistence, and a resumed run repeats
+    them. Call `set_epoch` before each epoch.
+    """
+
+    def __init__(self, num_clips: int, seed: int = 0, rank: int = 0, world_size: int = 1) -> None:
+        self.order = DistributedSampler(range(num_clips), num_replicas=world_size, rank=rank,
+                                        shuffle=True, seed=seed)
+        self.seed, self.rank, self.epoch = seed, rank, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Choose the epoch whose order and crops to yield."""
+        self.epoch = epoch
+        self.order.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return len(self.order)
+
+    def __iter__(self) -> Iterator[tuple[int, float]]:
+        clips = list(self.order)
+        state = np.random.SeedSequence([self.seed, self.epoch, self.rank]).generate_state(1)
+        generator = torch.Generator().manual_seed(int(state[0]))
+        positions = torch.rand(len(clips), generator=generator, dtype=torch.float64).tolist()
+        return iter(zip(clips, positions, strict=True))

@@ -28,7 +28,8 @@ def run_demo(out: Path, profile: str = "cpu") -> dict:
     """Run every step into `out` and return the test metrics."""
     data, run = out / "data", out / "baseline"
     step("Generate the built-in synthetic dataset (GTZAN-shaped, not GTZAN)",
-         "synth", "--out", str(data), "--clips-per-class", "30", "--seconds", "6")
+         "synth", "--out", str(data), "--clips-per-class", "30", "--seconds", "6",
+         "--artists-per-class", "6")
     step("Check every clip and split it (no artist on both sides)",
          "prepare", "--data-dir", str(data), "--out", str(out / "manifest.csv"), "--split", "group")
     step(f"Train the baseline recipe ({profile} profile)",

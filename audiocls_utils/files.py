@@ -15,17 +15,27 @@ from typing import Any
 import pandas as pd
 import torch
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 
-def write_bytes(path: str | Path, data: bytes) -> None:
-    """Write `data` to `path` atomically (fsync, then rename over any old file)."""
+
+def write_bytes(path: str | Path, data: bytes, fsync: bool = True) -> None:
+    """Write `data` to `path` atomically (fsync, then rename over any old file).
+
+    `fsync=False` skips the wait for the disk, for files that can be made again and are checked
+    when read (cache entries): a killed process still never leaves half a file, but a power cut
+    may leave an empty or truncated one for the reader to detect.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.chmod(temp_name, 0o666 & ~_UMASK)  # mkstemp makes 0600; outputs get the usual mode
         with os.fdopen(handle, "wb") as file:
             file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
+            if fsync:
+                file.flush()
+                os.fsync(file.fileno())
         os.replace(temp_name, path)
     except BaseException:
         Path(temp_name).unlink(missing_ok=True)

@@ -5,6 +5,9 @@ through a simulated chain (room, saturation, noise, EQ, bandwidth). Every "artis
 style (key, tempo, timbre, room and microphone) shared by all of its clips, so a random train/test
 split leaks artists exactly like it does on GTZAN. The data is synthetic: results on it say nothing
 about GTZAN.
+
+    root = generate_dataset("data/synth")  # data/synth/genres/<genre>/<genre>.00000.wav ...
+    audio = synthesize_clip("jazz", seconds=3.0, seed=1)  # float32 samples at 22,050 Hz
 """
 
 from __future__ import annotations
@@ -15,7 +18,6 @@ import itertools
 import json
 import math
 import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,35 +33,43 @@ SAMPLE_RATE = 22050
 
 _VERSION = 1  # bump whenever the audio changes, so cached datasets regenerate
 _PERSONA_TAG = 7_919  # keeps artist seeds apart from clip seeds
+_MARKER = ".synth.json"  # the parameters a dataset folder was made with
 _STEPS_PER_BAR = 16  # 16th notes in 4/4
+_BORROW = 0.3  # at difficulty 1, the chance that a part (drums, bass, chords, lead) is foreign
 
-Note = tuple[int, int, tuple[int, ...], float]  # (step, length in steps, MIDI pitches, velocity)
-Instrument = Callable[[float, int, int, float, np.random.Generator], np.ndarray]
+_Note = tuple[int, int, tuple[int, ...], float]  # (step, length in steps, MIDI pitches, velocity)
+_Instrument = Callable[[float, int, int, float, np.random.Generator], np.ndarray]
 
 
 # ----------------------------------------------------------------------------- music theory
 
 def _maj(r: int) -> tuple[int, ...]:
+    """Return a major triad on semitone r."""
     return (r, r + 4, r + 7)
 
 
 def _min(r: int) -> tuple[int, ...]:
+    """Return a minor triad on semitone r."""
     return (r, r + 3, r + 7)
 
 
 def _dom7(r: int) -> tuple[int, ...]:
+    """Return a dominant seventh chord on semitone r."""
     return (r, r + 4, r + 7, r + 10)
 
 
 def _min7(r: int) -> tuple[int, ...]:
+    """Return a minor seventh chord on semitone r."""
     return (r, r + 3, r + 7, r + 10)
 
 
 def _maj7(r: int) -> tuple[int, ...]:
+    """Return a major seventh chord on semitone r."""
     return (r, r + 4, r + 7, r + 11)
 
 
 def _power(r: int) -> tuple[int, ...]:
+    """Return a power chord (root, fifth, octave) on semitone r."""
     return (r, r + 7, r + 12)
 
 
@@ -163,37 +173,57 @@ class _Genre:
 
 
 _SPECS: dict[str, _Genre] = {
-    "blues": _Genre((70, 110), "shuffle", "boogie", "stabs", "piano", "pluck",
-                    (_dom7(0),) * 4 + (_dom7(5),) * 2 + (_dom7(0),) * 2
-                    + (_dom7(7), _dom7(5), _dom7(0), _dom7(7)),
-                    _BLUES, (2, 2, 4, 6), (0.8, 0.8, 0.8, 1.0), 1.2, 0.5),
-    "classical": _Genre((60, 100), "none", "pedal", "sustain", "bowed", "bowed",
-                        (_maj(0), _maj(5), _maj(7), _maj(0), _min(9), _min(2), _dom7(7), _maj(0)),
-                        _MAJOR, (4, 4, 8, 2), (0.0, 0.6, 1.0, 0.9), 0.3, 1.6),
-    "country": _Genre((90, 130), "two_step", "root_fifth", "strum", "pluck", "bowed",
-                      (_maj(0), _maj(0), _maj(5), _maj(7)),
-                      _MAJOR_PENTA, (2, 2, 4), (0.7, 0.8, 1.0, 0.8), 1.0, 0.4),
-    "disco": _Genre((110, 130), "disco", "octave", "sustain", "pad", "bowed",
-                    (_min7(0), _min7(5)),
-                    _DORIAN, (4, 8, 2), (1.0, 0.9, 0.7, 0.7), 1.5, 0.6),
-    "hiphop": _Genre((80, 100), "boom_bap", "sub", "sparse", "piano", "",
-                     (_min7(0), _maj7(8)),
-                     _MINOR_PENTA, (2,), (1.0, 1.0, 0.6, 0.0), 1.8, 0.3),
-    "jazz": _Genre((100, 180), "swing_ride", "walking", "charleston", "piano", "reed",
-                   (_min7(2) + (16,), _dom7(7) + (21,), _maj7(0) + (14,), _dom7(9) + (13,)),
-                   _BEBOP, (2, 2, 1, 3), (0.6, 0.8, 0.7, 1.0), 0.4, 0.7),
-    "metal": _Genre((140, 200), "blast", "roots16", "chug", "metal", "metal",
-                    (_power(0), _power(0), _power(1), _power(-4)),
-                    _PHRYGIAN, (1, 1, 2), (1.0, 0.6, 1.1, 0.6), 3.0, 0.3),
-    "pop": _Genre((95, 125), "pop", "pulse", "sustain", "pad", "reed",
-                  (_maj(0), _maj(7), _min(9), _maj(5)),
-                  _MAJOR_PENTA, (2, 4, 2, 6), (0.9, 0.8, 0.7, 1.0), 1.6, 0.5),
-    "reggae": _Genre((70, 90), "one_drop", "dub", "skank", "organ", "organ",
-                     (_min(0), _min(5)),
-                     _MINOR, (4, 2, 6), (0.8, 1.1, 0.8, 0.6), 1.0, 0.5),
-    "rock": _Genre((100, 150), "backbeat", "roots8", "eighths", "crunch", "crunch",
-                   (_power(0), _power(-2), _power(-7), _power(0)),
-                   _MINOR_PENTA, (2, 4, 2, 1), (1.0, 0.8, 1.0, 0.7), 2.0, 0.4),
+    "blues": _Genre(
+        tempo=(70, 110), groove="shuffle", bass="boogie", comp="stabs", chords="piano",
+        lead="pluck", scale=_BLUES, lead_steps=(2, 2, 4, 6),
+        progression=(_dom7(0),) * 4 + (_dom7(5),) * 2 + (_dom7(0),) * 2
+        + (_dom7(7), _dom7(5), _dom7(0), _dom7(7)),  # 12-bar blues
+        levels=(0.8, 0.8, 0.8, 1.0), drive=1.2, room=0.5),
+    "classical": _Genre(
+        tempo=(60, 100), groove="none", bass="pedal", comp="sustain", chords="bowed",
+        lead="bowed", scale=_MAJOR, lead_steps=(4, 4, 8, 2),
+        progression=(_maj(0), _maj(5), _maj(7), _maj(0), _min(9), _min(2), _dom7(7), _maj(0)),
+        levels=(0.0, 0.6, 1.0, 0.9), drive=0.3, room=1.6),
+    "country": _Genre(
+        tempo=(90, 130), groove="two_step", bass="root_fifth", comp="strum", chords="pluck",
+        lead="bowed", scale=_MAJOR_PENTA, lead_steps=(2, 2, 4),
+        progression=(_maj(0), _maj(0), _maj(5), _maj(7)),
+        levels=(0.7, 0.8, 1.0, 0.8), drive=1.0, room=0.4),
+    "disco": _Genre(
+        tempo=(110, 130), groove="disco", bass="octave", comp="sustain", chords="pad",
+        lead="bowed", scale=_DORIAN, lead_steps=(4, 8, 2),
+        progression=(_min7(0), _min7(5)),
+        levels=(1.0, 0.9, 0.7, 0.7), drive=1.5, room=0.6),
+    "hiphop": _Genre(
+        tempo=(80, 100), groove="boom_bap", bass="sub", comp="sparse", chords="piano",
+        lead="", scale=_MINOR_PENTA, lead_steps=(2,),
+        progression=(_min7(0), _maj7(8)),
+        levels=(1.0, 1.0, 0.6, 0.0), drive=1.8, room=0.3),
+    "jazz": _Genre(
+        tempo=(100, 180), groove="swing_ride", bass="walking", comp="charleston", chords="piano",
+        lead="reed", scale=_BEBOP, lead_steps=(2, 2, 1, 3),
+        progression=(_min7(2) + (16,), _dom7(7) + (21,), _maj7(0) + (14,), _dom7(9) + (22,)),
+        levels=(0.6, 0.8, 0.7, 1.0), drive=0.4, room=0.7),  # ii9 V9 Imaj9 VI7b9
+    "metal": _Genre(
+        tempo=(140, 200), groove="blast", bass="roots16", comp="chug", chords="metal",
+        lead="metal", scale=_PHRYGIAN, lead_steps=(1, 1, 2),
+        progression=(_power(0), _power(0), _power(1), _power(-4)),
+        levels=(1.0, 0.6, 1.1, 0.6), drive=3.0, room=0.3),
+    "pop": _Genre(
+        tempo=(95, 125), groove="pop", bass="pulse", comp="sustain", chords="pad",
+        lead="reed", scale=_MAJOR_PENTA, lead_steps=(2, 4, 2, 6),
+        progression=(_maj(0), _maj(7), _min(9), _maj(5)),  # I-V-vi-IV
+        levels=(0.9, 0.8, 0.7, 1.0), drive=1.6, room=0.5),
+    "reggae": _Genre(
+        tempo=(70, 90), groove="one_drop", bass="dub", comp="skank", chords="organ",
+        lead="organ", scale=_MINOR, lead_steps=(4, 2, 6),
+        progression=(_min(0), _min(5)),
+        levels=(0.8, 1.1, 0.8, 0.6), drive=1.0, room=0.5),
+    "rock": _Genre(
+        tempo=(100, 150), groove="backbeat", bass="roots8", comp="eighths", chords="crunch",
+        lead="crunch", scale=_MINOR_PENTA, lead_steps=(2, 4, 2, 1),
+        progression=(_power(0), _power(-2), _power(-7), _power(0)),  # I-bVII-IV-I
+        levels=(1.0, 0.8, 1.0, 0.7), drive=2.0, room=0.4),
 }
 
 _REGISTER = {  # lowest MIDI note of a chord root, per chord instrument
@@ -206,10 +236,12 @@ _DRIVE = {"crunch": 4.0, "metal": 12.0}  # distorted-guitar instruments and thei
 # ----------------------------------------------------------------------------- instruments
 
 def _hz(midi: float) -> float:
+    """Convert a MIDI note number to Hz."""
     return 440.0 * 2.0 ** ((midi - 69.0) / 12.0)
 
 
 def _time(n: int, sr: int) -> np.ndarray:
+    """Return the times in seconds of n samples, as float32."""
     return np.arange(n, dtype=np.float32) / np.float32(sr)
 
 
@@ -294,8 +326,8 @@ def _pluck(freq: float, n: int, sr: int, bright: float, rng: np.random.Generator
     buf = np.zeros(n + 1, np.float32)
     burst = rng.uniform(-1.0, 1.0, p).astype(np.float32)
     smooth = np.convolve(burst, np.full(3, 1 / 3, np.float32), mode="same")
-    mix = min(1.0, 0.6 * bright)
-    buf[1:min(p, n) + 1] = (mix * burst + (1 - mix) * smooth)[:n]
+    rough = min(1.0, 0.6 * bright)
+    buf[1:min(p, n) + 1] = (rough * burst + (1 - rough) * smooth)[:n]
     loss = np.float32(0.5 * (0.996 + 0.003 * min(1.0, bright / 2)))
     for s in range(p + 1, n + 1, p):
         e = min(s + p, n + 1)
@@ -366,7 +398,7 @@ def _distorted(freqs: list[float], n: int, sr: int, bright: float, drive: float,
     return _lowpass_fir(tone, int(5 / bright)) * _envelope(n, sr, 0.002, 0.02)
 
 
-_INSTRUMENTS: dict[str, Instrument] = {
+_INSTRUMENTS: dict[str, _Instrument] = {
     "piano": _piano, "bowed": _bowed, "cello": _cello, "pluck": _pluck, "upright": _upright,
     "finger": _finger, "pad": _pad, "synth_bass": _synth_bass, "sub": _sub, "organ": _organ,
     "reed": _reed,
@@ -474,9 +506,9 @@ class _Song:
 
 
 def _arrange(genre: str, persona: _Persona, difficulty: float, rng: np.random.Generator) -> _Song:
-    """Pick tempo and parts; each part is borrowed from another genre with prob. ~difficulty."""
+    """Pick tempo and parts; each part comes from another genre with prob. _BORROW * difficulty."""
     spec = _SPECS[genre]
-    borrow = rng.random(4) < 0.3 * difficulty
+    borrow = rng.random(4) < _BORROW * difficulty
     donor_indices = rng.integers(0, len(GENRES) - 1, 4)
     others = [g for g in GENRES if g != genre]
     donors = [_SPECS[others[i]] if b else spec for b, i in zip(borrow, donor_indices, strict=True)]
@@ -497,18 +529,18 @@ def _step_times(song: _Song, n_steps: int, rng: np.random.Generator) -> np.ndarr
     step = 15.0 / song.bpm
     lengths = np.full(n_steps, step)
     if song.groove.rubato:
-        period = rng.uniform(24, 48)
-        lengths *= 1 + 0.15 * np.sin(2 * np.pi * np.arange(n_steps) / period + rng.uniform(0, 6.3))
+        period, phase = rng.uniform(24, 48), rng.uniform(0, 2 * np.pi)  # rubato, in steps
+        lengths *= 1 + 0.15 * np.sin(2 * np.pi * np.arange(n_steps) / period + phase)
     times = np.concatenate([[0.0], np.cumsum(lengths)[:-1]])
     times += song.groove.swing * step * 2 / 3 * (np.arange(n_steps) % 4 == 2)
     return times - rng.uniform(0, _STEPS_PER_BAR) * step
 
 
 def _bass_notes(song: _Song, key: int, n_bars: int, start: int,
-                rng: np.random.Generator) -> list[Note]:
+                rng: np.random.Generator) -> list[_Note]:
     """Return the bass line, following the chord progression."""
     prog = song.progression
-    notes: list[Note] = []
+    notes: list[_Note] = []
     for bar in range(n_bars):
         chord = prog[(start + bar) % len(prog)]
         root = 28 + (key + chord[0]) % 12
@@ -524,11 +556,11 @@ def _bass_notes(song: _Song, key: int, n_bars: int, start: int,
     return notes
 
 
-def _chord_notes(song: _Song, key: int, n_bars: int, start: int) -> list[Note]:
+def _chord_notes(song: _Song, key: int, n_bars: int, start: int) -> list[_Note]:
     """Return the chord hits of the comping pattern, voiced in the instrument's register."""
     hits, _ = _COMPS[song.comp]
     register = _REGISTER[song.chords]
-    notes: list[Note] = []
+    notes: list[_Note] = []
     for bar in range(n_bars):
         chord = song.progression[(start + bar) % len(song.progression)]
         root = register + (key + chord[0]) % 12
@@ -537,7 +569,7 @@ def _chord_notes(song: _Song, key: int, n_bars: int, start: int) -> list[Note]:
     return notes
 
 
-def _lead_notes(song: _Song, key: int, n_bars: int, rng: np.random.Generator) -> list[Note]:
+def _lead_notes(song: _Song, key: int, n_bars: int, rng: np.random.Generator) -> list[_Note]:
     """Return a melody: a one-bar motif in the scale, repeated with small variations."""
     rhythm: list[tuple[int, int]] = []
     step = 0
@@ -548,7 +580,7 @@ def _lead_notes(song: _Song, key: int, n_bars: int, rng: np.random.Generator) ->
         step += length
     scale = song.scale
     degrees = np.cumsum(rng.integers(-2, 3, len(rhythm))) + int(rng.integers(len(scale)))
-    notes: list[Note] = []
+    notes: list[_Note] = []
     for bar in range(n_bars):
         varied = degrees + rng.choice([-1, 0, 0, 0, 1], len(degrees))
         varied = np.clip(varied, 0, 2 * len(scale) - 1)
@@ -594,7 +626,7 @@ def _render_pitches(name: str, pitches: tuple[int, ...], n: int, strum: float,
     return out / math.sqrt(len(freqs))
 
 
-def _render_part(notes: list[Note], name: str, strum: float, stage: _Stage) -> np.ndarray:
+def _render_part(notes: list[_Note], name: str, strum: float, stage: _Stage) -> np.ndarray:
     """Render notes on one instrument, reusing the samples of repeated notes."""
     buf = np.zeros(stage.n, np.float32)
     cache: dict[tuple[tuple[int, ...], int], np.ndarray] = {}
@@ -635,7 +667,7 @@ def _mix(stems: list[np.ndarray], song: _Song, persona: _Persona, difficulty: fl
 
 def _render_music(song: _Song, persona: _Persona, difficulty: float, n: int, sr: int,
                   rng: np.random.Generator) -> np.ndarray:
-    """Render drums, bass, chords and lead of `song` and mix them into one dry mono track."""
+    """Render drums, bass, chords and lead of `song` and mix them into one dry track."""
     step = 15.0 / song.bpm
     n_bars = math.ceil(n / sr / (_STEPS_PER_BAR * step * 0.85)) + 2
     stage = _Stage(times=_step_times(song, n_bars * _STEPS_PER_BAR, rng), step=step, n=n, sr=sr,
@@ -776,13 +808,12 @@ def _derive(*keys: int) -> int:
 
 def _write_atomic(path: Path, data: bytes) -> None:
     """Write `data` to `path` through a temporary file in the same folder, then rename."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # usual permissions, unlike mkstemp
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
+        tmp.write_bytes(data)
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
 
 
@@ -794,22 +825,29 @@ def _wav_bytes(audio: np.ndarray, sample_rate: int) -> bytes:
     return buf.getvalue()
 
 
-def _expected_files(clips_per_class: int) -> list[str]:
-    """Return every wav path (relative to the genres folder) a dataset of this size holds."""
-    return [f"{g}/{g}.{i:05d}.wav" for g in GENRES for i in range(clips_per_class)]
+def _read_marker(root: Path) -> dict | None:
+    """Return the parameters recorded in `root/.synth.json`, or None if there are none."""
+    try:
+        return json.loads((root / _MARKER).read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def _is_complete(root: Path, params: dict) -> bool:
-    """Tell whether `root` already holds exactly the dataset described by `params`."""
-    try:
-        if json.loads((root / ".synth.json").read_text()) != params:
-            return False
-    except (OSError, ValueError):
+    """Tell whether `root` already holds exactly the finished dataset described by `params`."""
+    if _read_marker(root) != {**params, "complete": True}:
         return False
     present = {p.relative_to(root).as_posix() for p in root.glob("*/*.wav")}
-    extras = {"groups.csv", "README.txt"}
-    return present == set(_expected_files(params["clips_per_class"])) and all(
-        (root / name).is_file() for name in extras)
+    expected = {f"{g}/{g}.{i:05d}.wav" for g in GENRES for i in range(params["clips_per_class"])}
+    return present == expected and all((root / n).is_file() for n in ("groups.csv", "README.txt"))
+
+
+def _check_not_foreign(root: Path) -> None:
+    """Refuse to write into a folder with files that this module did not make (real data?)."""
+    if _read_marker(root) is None and root.is_dir() and any(
+            not p.name.startswith(".") for p in root.rglob("*") if p.is_file()):
+        raise FileExistsError(f"{root} holds files that audiocls_utils.synth did not write "
+                              "(real data?); pick another out_dir, or delete that folder first")
 
 
 def _remove_stale(root: Path, keep: set[str]) -> None:
@@ -864,31 +902,40 @@ def _groups_csv(groups: dict[str, str]) -> str:
     return table.getvalue()
 
 
+def _write_marker(root: Path, params: dict, complete: bool) -> None:
+    """Record the parameters of the dataset in `root` and whether it is finished."""
+    _write_atomic(root / _MARKER, json.dumps({**params, "complete": complete}, indent=2).encode())
+
+
 def generate_dataset(out_dir: str | Path, clips_per_class: int = 20, seconds: float = 5.0,
                      seed: int = 0, difficulty: float = 0.5, artists_per_class: int = 4,
                      sample_rate: int = SAMPLE_RATE, progress: bool = True) -> Path:
     """Write a GTZAN-shaped synthetic dataset under `out_dir/genres` and return that folder.
 
     Clips are assigned to artists in contiguous blocks (as in GTZAN; at most one artist per
-    clip); `groups.csv` lists each file's artist. Each seed draws new artists too, so datasets made with different seeds share
-    no artist. If the folder already holds this exact dataset, nothing is rewritten.
+    clip); `groups.csv` lists each file's artist. Each seed draws new artists too, so datasets
+    made with different seeds share no artist. If the folder already holds this exact dataset,
+    nothing is rewritten.
     """
     if clips_per_class < 1:
         raise ValueError(f"clips_per_class must be at least 1, got {clips_per_class!r}")
     if artists_per_class < 1:
         raise ValueError(f"artists_per_class must be at least 1, got {artists_per_class!r}")
     _check_audio_args(seconds, seed, difficulty, sample_rate)
-    root = Path(out_dir) / "genres"
-    params = {"generator": "audiocls_utils.synth", "version": _VERSION, "seed": seed,
-              "difficulty": float(difficulty), "clips_per_class": clips_per_class,
+    root = Path(out_dir).expanduser() / "genres"
+    params = {"generator": "audiocls_utils.synth", "version": _VERSION, "seed": int(seed),
+              "difficulty": float(difficulty), "clips_per_class": int(clips_per_class),
               "seconds": float(seconds),
-              "artists_per_class": min(artists_per_class, clips_per_class),
-              "sample_rate": sample_rate}
-    if not _is_complete(root, params):
-        (root / ".synth.json").unlink(missing_ok=True)  # an interrupted run must not look done
-        groups = _write_clips(root, params, progress)
-        _remove_stale(root, set(groups))
-        _write_atomic(root / "groups.csv", _groups_csv(groups).encode())
-        _write_atomic(root / "README.txt", _readme(params).encode())
-        _write_atomic(root / ".synth.json", json.dumps(params, indent=2).encode())
+              "artists_per_class": int(min(artists_per_class, clips_per_class)),
+              "sample_rate": int(sample_rate)}
+    if _is_complete(root, params):
+        return root
+    _check_not_foreign(root)
+    root.mkdir(parents=True, exist_ok=True)
+    _write_marker(root, params, complete=False)  # an interrupted run must not look done
+    groups = _write_clips(root, params, progress)
+    _remove_stale(root, set(groups))
+    _write_atomic(root / "groups.csv", _groups_csv(groups).encode())
+    _write_atomic(root / "README.txt", _readme(params).encode())
+    _write_marker(root, params, complete=True)
     return root

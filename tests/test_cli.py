@@ -56,7 +56,8 @@ def test_the_whole_pipeline_from_the_command_line(tmp_path: Path,
     status, text, _ = run(capsys, "evaluate", "--model", str(out / "model.pt"), "--data-dir",
                           str(data), "--out", str(tmp_path / "eval.json"))
     assert status == 0 and "macro-F1" in text
-    assert json.loads((tmp_path / "eval.json").read_text())["num_clips"] == 20
+    # random split: round(6 * 0.2) = 1 test clip per class, 10 classes
+    assert json.loads((tmp_path / "eval.json").read_text())["num_clips"] == 10
 
 
 def test_user_mistakes_print_one_line_and_exit_2(tmp_path: Path,

@@ -9,12 +9,15 @@ import pandas as pd
 import pytest
 import torch
 from conftest import tone, write_wav
+from torch.utils.data import DataLoader
 
 from audiocls_utils.data import (
     SegmentDataset,
+    SegmentSampler,
     build_manifest,
     check_splits,
     class_names,
+    collate_segments,
     find_data_root,
     limit_per_class,
     load_manifest,
@@ -176,6 +179,54 @@ def test_segment_dataset_crops_in_training_and_windows_in_evaluation() -> None:
     evaluation = SegmentDataset(clips, [0, 1], num_frames=5, train=False, hop_frames=5)
     assert len(evaluation) == 5  # 4 windows of the long clip, 1 padded window of the short one
     assert evaluation[4][0][0].tolist() == [0, 1, 2, 0, 0]
+
+
+def test_group_split_keeps_every_class_when_artists_play_one_genre() -> None:
+    table = _table(12, "abcd")
+    table["group"] = table["label"] + "-artist" + (table.index % 4).astype(str)
+    split = split_by_group(table, seed=0)
+    counts = split.groupby(["label", "split"]).size().unstack(fill_value=0)
+    assert (counts[["train", "val", "test"]] == [6, 3, 3]).all().all()  # 4 artists of 3 clips
+    assert split.groupby("group")["split"].nunique().max() == 1
+
+
+def test_sampler_positions_choose_the_crop() -> None:
+    clips = [torch.arange(20.0).repeat(2, 1)]
+    train = SegmentDataset(clips, [0], num_frames=5, train=True)
+    # 16 possible starts (0..15): position p starts at floor(p * 16).
+    assert [train[(0, p)][0][0, 0].item() for p in (0.0, 0.5, 0.999)] == [0, 8, 15]
+
+
+def test_sampler_shares_clips_between_ranks_and_repeats_each_epoch() -> None:
+    ranks = [SegmentSampler(10, seed=3, rank=r, world_size=2) for r in (0, 1)]
+    first = [list(s) for s in ranks]
+    assert [len(items) for items in first] == [5, 5]
+    assert sorted(c for items in first for c, _ in items) == list(range(10))
+    assert all(0.0 <= p < 1.0 for items in first for _, p in items)
+    assert [list(s) for s in ranks] == first  # same epoch, same clips and crops
+    for sampler in ranks:
+        sampler.set_epoch(1)
+    assert [list(s) for s in ranks] != first
+
+
+def test_crops_and_batches_do_not_depend_on_loader_workers() -> None:
+    clips = [torch.arange(30.0).repeat(2, 1) + 100 * i for i in range(6)]
+    dataset = SegmentDataset(clips, list(range(6)), num_frames=4, train=True)
+    batches = []
+    for workers in (0, 2):
+        sampler = SegmentSampler(6, seed=0)
+        loader = DataLoader(dataset, batch_size=3, sampler=sampler, num_workers=workers,
+                            persistent_workers=workers > 0, collate_fn=collate_segments)
+        epochs = []
+        for epoch in range(2):
+            sampler.set_epoch(epoch)
+            epochs.append([batch[0] for batch in loader])
+        batches.append(epochs)
+    first = [dataset[item] for item in list(SegmentSampler(6, seed=0))[:3]]
+    assert torch.equal(batches[0][0][0], torch.stack([segment for segment, _, _ in first]))
+    for (serial, parallel) in zip(batches[0], batches[1], strict=True):
+        assert all(torch.equal(a, b) for a, b in zip(serial, parallel, strict=True))
+    assert not torch.equal(batches[0][0][0], batches[0][1][0])  # a new epoch, new crops
 
 
 def test_group_split_of_artists_within_genres_reaches_every_class() -> None:

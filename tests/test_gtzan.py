@@ -18,7 +18,7 @@ from audiocls_utils.gtzan import GENRES, SOURCES, clip_id, known_sha256, split_f
 
 # Kereliuk et al. (2015), table 1: 443 / 197 / 290 clips; 70 of GTZAN's 1,000 are in no list.
 PUBLISHED = {"train": 443, "val": 197, "test": 290}
-SAMPLES = tone(440.0, seconds=0.05)  # every fake clip: 1,102 samples at 22,050 Hz
+SAMPLES = tone(440.0, seconds=0.12)  # every fake clip: 2,646 samples (clips under 0.1 s are excluded)
 
 
 def _write_clips(folder: Path, extension: str) -> None:
@@ -156,4 +156,4 @@ def test_prepare_writes_the_filtered_split(kaggle_root: Path, tmp_path: Path,
     assert manifest.groupby("split").size().to_dict() == {**PUBLISHED, "train": 442}
     assert os.path.commonpath(manifest["path"].tolist()) == str(
         kaggle_root / "Data" / "genres_original")
-    assert np.isclose(manifest["duration"], 0.05, atol=1e-3).all()
+    assert np.isclose(manifest["duration"], 0.12, atol=1e-3).all()

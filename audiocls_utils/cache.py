@@ -1,0 +1,225 @@
+"""Keep log-Mel features on disk: computed once per (clip content, feature config), then memory-mapped.
+
+Each entry is one `.npy` file (float16 for dB features, see `features.storage_dtype`):
+
+    <root>/v1/<FeatureConfig.key()>/<sha[:2]>/<sha>.npy    sha: SHA-256 of the audio file's bytes
+
+so an entry is found again from any path, run or notebook, and a changed file or a changed
+config simply misses. Entries are read through short-lived memory maps: only the frames asked
+for are copied into RAM, so datasets larger than memory stream from disk.
+
+Hashing a 30 s clip costs about as much as decoding it, so `<root>/index/` remembers each file's
+hash under its (path, size, mtime, ctime, inode). A file is indexed only once it is a couple of
+seconds old: a file rewritten within one tick of the filesystem clock could otherwise keep its
+stat values (git's "racy clean" problem), and is hashed again instead.
+
+Writes go to a temporary file in the same folder, then `os.replace`: two processes filling the
+cache at once (DDP ranks, two notebooks) each write whole, identical entries. An entry that
+cannot be read (truncated by a power cut, overwritten by hand) is reported in one warning,
+deleted and computed again.
+
+Root: the `root` argument, else $AUDIOCLS_CACHE, else $XDG_CACHE_HOME/audiocls/features, else
+~/.cache/audiocls/features. Delete the folder at any time to reclaim the space.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import math
+import os
+import time
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .config import FeatureConfig
+from .errors import AudioclsError
+from .features import iter_log_mels, storage_dtype
+from .files import write_bytes
+
+CACHE_VERSION = 1  # bump when the feature code changes what it computes: old entries then miss
+SETTLE_SECONDS = 2.0  # files changed more recently than this are hashed, not looked up by stat
+_CHUNK = 1 << 20
+
+
+def default_cache_dir() -> Path:
+    """Return $AUDIOCLS_CACHE, else $XDG_CACHE_HOME/audiocls/features, else ~/.cache/..."""
+    if os.environ.get("AUDIOCLS_CACHE"):
+        return Path(os.environ["AUDIOCLS_CACHE"]).expanduser()
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser()
+    return base / "audiocls" / "features"
+
+
+def file_digest(path: str | Path) -> str:
+    """Return the SHA-256 of a file's bytes, as 64 hex digits."""
+    digest = hashlib.sha256()
+    buffer = bytearray(_CHUNK)
+    view = memoryview(buffer)
+    with open(path, "rb", buffering=0) as file:
+        while size := file.readinto(buffer):
+            digest.update(view[:size])
+    return digest.hexdigest()
+
+
+def read_npy_header(path: Path) -> tuple[tuple[int, ...], np.dtype]:
+    """Return the shape and dtype a .npy file declares; raise ValueError if its size disagrees."""
+    with open(path, "rb") as file:
+        version = np.lib.format.read_magic(file)
+        read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                       else np.lib.format.read_array_header_2_0)
+        shape, fortran_order, dtype = read_header(file)
+        size = file.tell() + math.prod(shape) * dtype.itemsize
+        actual = os.fstat(file.fileno()).st_size
+    if fortran_order or actual != size:
+        raise ValueError(f"{actual} bytes where its header announces {size}")
+    return tuple(shape), dtype
+
+
+class CachedLogMel:
+    """One cached log-Mel (n_mels, frames) on disk; slicing it copies only that slice into memory."""
+
+    __slots__ = ("path", "shape", "dtype")
+
+    def __init__(self, path: Path, shape: tuple[int, ...], dtype: np.dtype) -> None:
+        self.path = path
+        self.shape = shape
+        self.dtype = dtype
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        """Return `array[key]` as an in-memory copy; the map is closed again at once."""
+        try:
+            mapped = np.load(self.path, mmap_mode="r")
+            return np.array(mapped[key])  # each open map holds a file descriptor: never keep one
+        except (OSError, ValueError) as error:
+            raise AudioclsError(
+                f"{self.path}: feature cache entry can no longer be read ({error}). Run again to "
+                "rebuild it, or delete the cache folder."
+            ) from None
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        """Return the whole log-Mel in memory (for np.asarray)."""
+        array = self[...]
+        return array if dtype is None else array.astype(dtype)
+
+    def __repr__(self) -> str:
+        return f"CachedLogMel({str(self.path)!r}, shape={self.shape}, dtype={self.dtype})"
+
+    def min(self) -> float:
+        """Return the smallest value (reads the whole entry)."""
+        return float(self[...].min())
+
+
+class FeatureCache:
+    """Log-Mel features on disk, one entry per (audio file content, feature config)."""
+
+    def __init__(self, root: str | Path | None = None) -> None:
+        self.root = Path(root).expanduser() if root else default_cache_dir()
+
+    def __repr__(self) -> str:
+        return f"FeatureCache({str(self.root)!r})"
+
+    def folder(self, config: FeatureConfig) -> Path:
+        """Return the folder that holds the entries of one feature config."""
+        return self.root / f"v{CACHE_VERSION}" / config.key()
+
+    def entry_path(self, digest: str, config: FeatureConfig) -> Path:
+        """Return where the entry for content `digest` and `config` lives."""
+        return self.folder(config) / digest[:2] / f"{digest}.npy"
+
+    def content_hash(self, path: str | Path) -> str:
+        """Return the SHA-256 of a file's content, from the stat index when the file is unchanged."""
+        path = Path(os.path.abspath(path))  # no resolve(): a symlinked path just indexes again
+        try:
+            stat = path.stat()
+        except OSError as error:
+            raise AudioclsError(f"{path}: cannot read the file ({error.strerror})") from None
+        key_text = "\0".join(map(str, (path, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns,
+                                       stat.st_ino, stat.st_dev)))
+        key = hashlib.sha256(key_text.encode()).hexdigest()
+        index_path = self.root / "index" / key[:2] / key
+        try:
+            digest = index_path.read_text().strip()
+            if len(digest) == 64 and all(c in "0123456789abcdef" for c in digest):
+                return digest
+        except (OSError, UnicodeDecodeError):
+            pass
+        digest = file_digest(path)
+        settled = time.time_ns() - max(stat.st_mtime_ns, stat.st_ctime_ns) > SETTLE_SECONDS * 1e9
+        if settled:
+            self._write(index_path, digest.encode())
+        return digest
+
+    def load(self, digest: str, config: FeatureConfig) -> CachedLogMel | None:
+        """Return the entry for `digest`, or None when there is none; a broken one is deleted."""
+        path = self.entry_path(digest, config)
+        expected = np.dtype(str(storage_dtype(config)).removeprefix("torch."))
+        try:
+            shape, dtype = read_npy_header(path)
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, EOFError) as error:
+            problem = f"{type(error).__name__}: {error}"
+        else:
+            if len(shape) == 2 and shape[0] == config.n_mels and shape[1] > 0 and dtype == expected:
+                return CachedLogMel(path, shape, dtype)
+            problem = f"holds {dtype} {shape}, expected {expected} ({config.n_mels}, frames)"
+        warnings.warn(f"Feature cache entry {path} is unreadable ({problem}); deleting it and "
+                      "computing it again", RuntimeWarning, stacklevel=2)
+        path.unlink(missing_ok=True)
+        return None
+
+    def store(self, digest: str, config: FeatureConfig, log_mel: torch.Tensor) -> CachedLogMel:
+        """Write one entry atomically and return it."""
+        folder = self.folder(config)
+        if not (folder / "config.json").exists():  # for people browsing the cache
+            self._write(folder / "config.json", (json.dumps(config.to_dict(), indent=2) + "\n"
+                                                 ).encode())
+        array = log_mel.detach().cpu().numpy()
+        buffer = io.BytesIO()
+        np.save(buffer, array)
+        path = self.entry_path(digest, config)
+        self._write(path, buffer.getvalue())
+        return CachedLogMel(path, tuple(array.shape), array.dtype)
+
+    def log_mels(
+        self,
+        paths: Sequence[str | Path],
+        config: FeatureConfig,
+        device: str | torch.device = "cpu",
+        batch_size: int | None = None,
+        num_workers: int | None = None,
+        progress: bool = True,
+    ) -> list[CachedLogMel]:
+        """Return every clip's cached log-Mel, computing the missing ones in batches on `device`.
+
+        `batch_size` and `num_workers` are those of `features.iter_log_mels`.
+        """
+        digests = [self.content_hash(p) for p in tqdm(paths, desc="Looking up features",
+                                                      unit="clip", disable=not progress)]
+        entries = {digest: self.load(digest, config) for digest in dict.fromkeys(digests)}
+        missing = {d: p for d, p in zip(digests, paths, strict=True) if entries[d] is None}
+        if missing:
+            order = list(missing)  # one path per content: duplicated files are computed once
+            for index, log_mel in iter_log_mels([missing[d] for d in order], config, device,
+                                                batch_size, num_workers, progress):
+                entries[order[index]] = self.store(order[index], config, log_mel)
+        return [entries[d] for d in digests]  # type: ignore[misc]
+
+    def _write(self, path: Path, data: bytes) -> None:
+        """Write a cache file atomically (no fsync: entries are checked when read)."""
+        try:
+            write_bytes(path, data, fsync=False)
+        except OSError as error:
+            raise AudioclsError(
+                f"Cannot write the feature cache in {self.root} ({error.strerror or error}). Set "
+                "AUDIOCLS_CACHE to a writable folder with free space, or turn the cache off "
+                "(cache=False, `audiocls train --no-cache`)."
+            ) from None
+

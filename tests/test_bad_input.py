@@ -1,0 +1,105 @@
+"""Bad input end to end: each bad file gets one line naming it and the action; training goes on."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from audiocls_utils import audio
+from audiocls_utils.cli import main
+from audiocls_utils.data import build_manifest
+from audiocls_utils.errors import AudioclsError
+from audiocls_utils.faults import write_fault_dataset
+
+# file -> words its "Excluded" line must hold
+EXCLUDED = {
+    "corrupt.wav": "cannot decode audio",
+    "truncated.wav": "cannot decode audio",
+    "cut.wav": "truncated",
+    "empty.wav": "empty (0 bytes)",
+    "silent.wav": "digital silence",
+    "nan.wav": "NaN",
+    "short.wav": "too short",
+    "fake.mp3": "cannot decode audio",
+    "loop_a.wav": "symbolic links",
+    "loop_b.wav": "symbolic links",
+    "caf\\xe9.wav": "not valid UTF-8",
+}
+
+
+@pytest.fixture(scope="module")
+def faults(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_fault_dataset(tmp_path_factory.mktemp("faults") / "data")
+
+
+def test_prepare_names_every_bad_file_once_with_its_action(
+    faults: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["prepare", "--data-dir", str(faults), "--out", str(tmp_path / "m.csv")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    excluded = [line for line in lines if line.startswith("Excluded ")]
+    for name, words in EXCLUDED.items():
+        [line] = [line for line in excluded if f"/{name}:" in line]
+        assert words in line
+    assert len(excluded) == len(EXCLUDED)
+    assert any("long.wav: very long clip" in line and "kept" in line for line in lines)
+    assert any("has no clip of ['single']" in line for line in lines)
+    manifest = json.dumps(open(tmp_path / "m.csv").read())
+    for kept in ("stereo.wav", "flac_named.wav", "long.wav", "only.wav"):
+        assert kept in manifest
+    assert "notes.txt" not in manifest and "loop_dir" not in manifest
+
+
+@pytest.mark.slow
+def test_training_proceeds_on_the_good_clips(faults: Path, tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    status = main(["train", "--data-dir", str(faults), "--profile", "smoke", "--output-dir",
+                   str(tmp_path / "run"), "--tracking", "disabled"])
+    assert status == 0, capsys.readouterr().err
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["classes"] == ["high", "low", "single"]
+
+
+def test_unreadable_file_says_permission_denied(tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "locked.wav"
+    sf.write(path, np.zeros(100, np.float32) + 0.1, 8000)
+
+    def denied(*_: object, **__: object) -> None:
+        raise PermissionError(13, "Permission denied")  # chmod 000 means nothing to root
+
+    monkeypatch.setattr(audio.sf, "SoundFile", denied)
+    with pytest.raises(AudioclsError, match=r"locked\.wav: permission denied.*chmod"):
+        audio.read_audio(path)
+
+
+def _two_classes(root: Path) -> None:
+    for label in ("jazz", "rock"):
+        for index in range(6):
+            sf.write(root / f"{label}{index}.wav", np.sin(np.arange(4000) * 0.1 * (index + 1))
+                     .astype(np.float32) * 0.3, 8000)
+
+
+def test_labels_csv_reports_missing_files_and_keeps_the_rest(tmp_path: Path) -> None:
+    _two_classes(tmp_path)
+    rows = [f"{label}{i}.wav,{label}" for label in ("jazz", "rock") for i in range(6)]
+    (tmp_path / "labels.csv").write_text("path,label\n" + "\n".join(rows) + "\ngone.wav,jazz\n")
+    manifest, excluded = build_manifest(tmp_path, labels_csv=tmp_path / "labels.csv",
+                                        progress=False)
+    assert len(manifest) == 12 and sorted(manifest["label"].unique()) == ["jazz", "rock"]
+    assert [(Path(e.path).name, e.reason) for e in excluded] == [
+        ("gone.wav", "listed in labels.csv but missing")]
+
+
+@pytest.mark.parametrize("typo", ["Jazz", "jaz", "jazz "])
+def test_label_typos_stop_with_what_to_fix(tmp_path: Path, typo: str) -> None:
+    _two_classes(tmp_path)
+    rows = [f"{label}{i}.wav,{label}" for label in ("jazz", "rock") for i in range(6)]
+    rows[0] = f"jazz0.wav,{typo}"
+    (tmp_path / "labels.csv").write_text("path,label\n" + "\n".join(rows) + "\n")
+    with pytest.raises(AudioclsError, match=f"Label '{typo}' .*typo of 'jazz'"):
+        build_manifest(tmp_path, labels_csv=tmp_path / "labels.csv", progress=False)

@@ -1,0 +1,217 @@
+"""The feature cache: hits, misses on any change, corrupt entries rebuilt, concurrent fills."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from conftest import REPO, tone, write_wav
+
+from audiocls_utils import cache as cache_module
+from audiocls_utils.cache import CachedLogMel, FeatureCache, default_cache_dir
+from audiocls_utils.config import FeatureConfig
+from audiocls_utils.data import SegmentDataset
+from audiocls_utils.features import LogMel, extract_log_mels
+from audiocls_utils.train import compute_split_features
+
+CONFIG = FeatureConfig(n_fft=512, hop_length=128, n_mels=32)
+
+
+def _clips(folder: Path, seconds: tuple[float, ...] = (0.5, 0.8, 0.3)) -> list[Path]:
+    """Write one tone per length (different pitches) and return the paths."""
+    return [write_wav(folder / f"clip{i}.wav", tone(300.0 * (i + 1), s))
+            for i, s in enumerate(seconds)]
+
+
+def _computed(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Count the clips the cache computes (rather than reads) from now on."""
+    counts: list[int] = []
+    original = cache_module.iter_log_mels
+
+    def counting(paths, *args, **kwargs):  # noqa: ANN001, ANN202
+        counts.append(len(paths))
+        return original(paths, *args, **kwargs)
+
+    monkeypatch.setattr(cache_module, "iter_log_mels", counting)
+    return counts
+
+
+def _full(entry: CachedLogMel) -> torch.Tensor:
+    return torch.from_numpy(entry[...])
+
+
+def test_a_second_lookup_reads_what_the_first_computed(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    paths = _clips(tmp_path / "audio")
+    computed = _computed(monkeypatch)
+    cache = FeatureCache(tmp_path / "cache")
+    first = cache.log_mels(paths, CONFIG, progress=False)
+    second = FeatureCache(tmp_path / "cache").log_mels(paths, CONFIG, progress=False)
+    assert computed == [3]  # all three the first time, none the second
+    in_memory = extract_log_mels(paths, CONFIG, progress=False)
+    for a, b, expected in zip(first, second, in_memory, strict=True):
+        assert a.path == b.path and a.shape == tuple(expected.shape)
+        assert torch.equal(_full(b), expected)
+    assert len(list((tmp_path / "cache").rglob("*.npy"))) == 3
+
+
+def test_files_with_the_same_content_share_one_entry(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    [path] = _clips(tmp_path / "a", (0.4,))
+    copy = tmp_path / "b" / "copy.wav"
+    copy.parent.mkdir()
+    copy.write_bytes(path.read_bytes())
+    computed = _computed(monkeypatch)
+    first, second = FeatureCache(tmp_path / "cache").log_mels([path, copy], CONFIG, progress=False)
+    assert computed == [1] and first.path == second.path
+
+
+def test_a_changed_file_misses(tmp_path: Path) -> None:
+    [path] = _clips(tmp_path, (0.5,))
+    cache = FeatureCache(tmp_path / "cache")
+    [before] = cache.log_mels([path], CONFIG, progress=False)
+    write_wav(path, tone(2000.0, 0.5))  # same length, same size, other content
+    [after] = cache.log_mels([path], CONFIG, progress=False)
+    assert after.path != before.path
+    expected = LogMel(CONFIG)(torch.from_numpy(tone(2000.0, 0.5)))
+    assert torch.allclose(_full(after).float(), expected, atol=0.1)  # float16 + 16-bit PCM
+
+
+def test_the_stat_index_spares_rehashing_and_still_sees_changes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    [path] = _clips(tmp_path, (0.5,))
+    hashed: list[Path] = []
+    original = cache_module.file_digest
+    monkeypatch.setattr(cache_module, "file_digest", lambda p: hashed.append(p) or original(p))
+    cache = FeatureCache(tmp_path / "cache")
+    digest = cache.content_hash(path)
+    assert cache.content_hash(path) == digest and len(hashed) == 2  # too fresh to trust its stat
+
+    monkeypatch.setattr(cache_module, "SETTLE_SECONDS", 0.0)
+    assert cache.content_hash(path) == digest and len(hashed) == 3  # hashed, now indexed
+    assert cache.content_hash(path) == digest and len(hashed) == 3  # read from the index
+
+    stat = path.stat()
+    time.sleep(0.05)  # past the filesystem clock's tick, so that ctime moves
+    write_wav(path, tone(2000.0, 0.5))
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # same size, mtime put back
+    assert path.stat().st_size == stat.st_size and path.stat().st_ctime_ns != stat.st_ctime_ns
+    assert cache.content_hash(path) == original(path) != digest
+
+
+def test_a_changed_config_misses(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    paths = _clips(tmp_path / "audio")
+    cache = FeatureCache(tmp_path / "cache")
+    computed = _computed(monkeypatch)
+    narrow = cache.log_mels(paths, CONFIG, progress=False)
+    wide = cache.log_mels(paths, replace(CONFIG, n_mels=48), progress=False)
+    raw = cache.log_mels(paths, replace(CONFIG, to_db=False, top_db=None), progress=False)
+    assert computed == [3, 3, 3]
+    assert narrow[0].shape[0] == 32 and wide[0].shape[0] == 48
+    assert narrow[0].dtype == np.float16 and raw[0].dtype == np.float32  # power overflows float16
+    assert len({e.path.parent.parent for e in narrow + wide + raw}) == 3
+
+
+def test_raw_power_of_a_loud_clip_is_kept_exactly(tmp_path: Path) -> None:
+    path = write_wav(tmp_path / "loud.wav", tone(440.0, 0.5, amplitude=0.99))
+    config = FeatureConfig(n_mels=32, to_db=False, top_db=None)  # the seed's n_fft of 2048
+    [entry] = FeatureCache(tmp_path / "cache").log_mels([path], config, progress=False)
+    values = _full(entry)
+    assert values.max() > 65504  # float16 would have stored inf
+    assert torch.isfinite(values).all()
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "wrong shape"])
+def test_a_corrupt_entry_is_named_and_rebuilt(tmp_path: Path, damage: str) -> None:
+    paths = _clips(tmp_path / "audio")
+    cache = FeatureCache(tmp_path / "cache")
+    good = [_full(e) for e in cache.log_mels(paths, CONFIG, progress=False)]
+    entry = cache.log_mels(paths, CONFIG, progress=False)[1].path
+    if damage == "truncate":
+        entry.write_bytes(entry.read_bytes()[: entry.stat().st_size // 2])
+    elif damage == "garbage":
+        entry.write_bytes(b"not an array at all")
+    else:
+        np.save(entry, np.zeros((5, 7), np.float16))
+    with pytest.warns(RuntimeWarning, match=f"{entry.name}.*unreadable") as caught:
+        rebuilt = cache.log_mels(paths, CONFIG, progress=False)
+    assert len(caught) == 1
+    assert all(torch.equal(_full(e), g) for e, g in zip(rebuilt, good, strict=True))
+    assert np.load(entry).shape == tuple(good[1].shape)  # written again, whole
+
+
+@pytest.mark.slow
+def test_two_processes_filling_one_cache_write_identical_readable_entries(tmp_path: Path) -> None:
+    paths = _clips(tmp_path / "audio", tuple(0.3 + 0.1 * i for i in range(8)))
+    script = textwrap.dedent(f"""
+        import sys, time
+        from audiocls_utils.cache import FeatureCache
+        from audiocls_utils.config import FeatureConfig
+        paths = {[str(p) for p in paths]!r}
+        while time.time() < float(sys.argv[1]):  # start together
+            time.sleep(0.001)
+        FeatureCache({str(tmp_path / "cache")!r}).log_mels(
+            paths, FeatureConfig(n_fft=512, hop_length=128, n_mels=32), batch_size=2,
+            progress=False)
+    """)
+    start = str(time.time() + 8)  # both have imported torch by then
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    workers = [subprocess.Popen([sys.executable, "-c", script, start], env=env,
+                                stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    for worker in workers:
+        _, err = worker.communicate(timeout=120)
+        assert worker.returncode == 0, err
+    entries = FeatureCache(tmp_path / "cache").log_mels(paths, CONFIG, progress=False)
+    expected = extract_log_mels(paths, CONFIG, progress=False)
+    assert all(torch.equal(_full(e), x) for e, x in zip(entries, expected, strict=True))
+    assert not list((tmp_path / "cache").rglob("*.tmp"))  # no temporary file left behind
+
+
+def test_crops_from_the_cache_equal_crops_in_memory(tmp_path: Path) -> None:
+    paths = _clips(tmp_path / "audio", (0.5, 1.0, 0.2))  # the last is shorter than a segment
+    entries = FeatureCache(tmp_path / "cache").log_mels(paths, CONFIG, progress=False)
+    tensors = extract_log_mels(paths, CONFIG, progress=False)
+    num_frames = CONFIG.seconds_to_frames(0.4)
+    for train in (False, True):
+        on_disk = SegmentDataset(entries, [0, 1, 2], num_frames, train=train, hop_frames=20)
+        in_memory = SegmentDataset(tensors, [0, 1, 2], num_frames, train=train, hop_frames=20)
+        assert len(on_disk) == len(in_memory) == (3 if train else len(in_memory.windows))
+        items = [(c, p) for c in range(3) for p in (0.0, 0.37, 0.999)] if train else range(
+            len(in_memory))
+        for item in items:
+            (a, target_a, clip_a), (b, target_b, clip_b) = on_disk[item], in_memory[item]
+            assert a.shape == (32, num_frames) and torch.equal(a, b)
+            assert (target_a, clip_a) == (target_b, clip_b)
+
+
+def test_split_features_from_the_cache_equal_those_computed_in_ram(tmp_path: Path) -> None:
+    paths = _clips(tmp_path / "audio", (0.5, 0.6, 0.7, 0.8))
+    manifest = pd.DataFrame({"path": [str(p) for p in paths], "label": ["a", "b", "a", "b"],
+                             "split": ["train", "train", "val", "test"]})
+    cached = compute_split_features(manifest, ["a", "b"], CONFIG, torch.device("cpu"), False, 0,
+                                    FeatureCache(tmp_path / "cache"))
+    in_ram = compute_split_features(manifest, ["a", "b"], CONFIG, torch.device("cpu"), False, 0)
+    assert set(cached) == set(in_ram) == {"train", "val", "test"}
+    for split, features in cached.items():
+        assert features.targets == in_ram[split].targets and features.paths == in_ram[split].paths
+        for entry, tensor in zip(features.log_mels, in_ram[split].log_mels, strict=True):
+            assert isinstance(entry, CachedLogMel) and torch.equal(_full(entry), tensor)
+
+
+def test_default_folder_follows_the_environment(monkeypatch: pytest.MonkeyPatch,
+                                                tmp_path: Path) -> None:
+    monkeypatch.setenv("AUDIOCLS_CACHE", str(tmp_path / "mine"))
+    assert default_cache_dir() == tmp_path / "mine"
+    monkeypatch.delenv("AUDIOCLS_CACHE")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert default_cache_dir() == tmp_path / "xdg" / "audiocls" / "features"
