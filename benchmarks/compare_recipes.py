@@ -11,6 +11,7 @@ results.csv. Example (the README's rows):
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -34,6 +35,18 @@ def adapt(recipe: Recipe, features: str, clips_per_class: int | None) -> Recipe:
     if clips_per_class is not None:
         recipe = replace(recipe, clips_per_class=clips_per_class)
     return recipe
+
+
+def override(recipe: Recipe, settings: list[str]) -> Recipe:
+    """Return `recipe` with KEY=VALUE settings applied (VALUE read as JSON when it parses)."""
+    changes = {}
+    for setting in settings:
+        key, _, value = setting.partition("=")
+        try:
+            changes[key] = json.loads(value)
+        except json.JSONDecodeError:
+            changes[key] = value
+    return Recipe.from_dict({**recipe.to_dict(), **changes}) if changes else recipe
 
 
 def summarize(results: pd.DataFrame) -> str:
@@ -64,6 +77,8 @@ def main() -> None:
                         help="speech: 8 kHz STFT settings for spoken words (FSDD)")
     parser.add_argument("--clips-per-class", type=int, default=None,
                         help="cap per class and split, to keep CPU runs short")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="change recipe settings after the profile, e.g. mixup_alpha=0")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
 
@@ -73,8 +88,8 @@ def main() -> None:
           f"(seed {args.split_seed}): {manifest['split'].value_counts().to_dict()}")
     rows = []
     for name in args.recipes:
-        recipe = adapt(apply_profile(get_recipe(name), args.profile), args.features,
-                       args.clips_per_class)
+        recipe = override(adapt(apply_profile(get_recipe(name), args.profile), args.features,
+                                args.clips_per_class), args.set)
         for seed in args.seeds:
             started = time.perf_counter()
             result = run_experiment(manifest, recipe, args.out / f"{name}-seed{seed}", seed=seed,
