@@ -416,6 +416,9 @@ def _run_experiment(
         mean, std = stats_from_moments(all_reduce(moments))
     pipeline = InputPipeline(recipe, num_frames, mean, std, channels_last).to(device)
 
+    # Seed again: computing features draws from the global RNG (a DataLoader takes its base seed
+    # there) and a warm cache skips that, so the model would otherwise start elsewhere.
+    seed_everything(seed)
     model = create_model(recipe.model, len(classes), recipe.pretrained).to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)

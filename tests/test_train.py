@@ -120,3 +120,19 @@ def test_gradient_accumulation_matches_one_big_batch() -> None:
 
     assert torch.allclose(one_step(8, 1), one_step(4, 2), atol=1e-6)
     assert not torch.allclose(one_step(8, 1), one_step(4, 1), atol=1e-4)
+
+
+@pytest.mark.slow
+def test_a_warm_feature_cache_gives_the_same_run_as_a_cold_one(
+    tmp_path: Path, tone_dataset: Path
+) -> None:
+    # Computing features draws from the global RNG (a DataLoader takes its base seed there), and
+    # a warm cache skips that step: the model must be seeded after it, or results would depend
+    # on whether the cache was filled before (this course's `make demo` once did).
+    manifest = make_splits(build_manifest(tone_dataset, progress=False)[0], "random")
+    cold, warm = (run_experiment(manifest, _quick(epochs=1), tmp_path / name, seed=0,
+                                 progress=False, tracking_mode="disabled",
+                                 cache=tmp_path / "cache", num_workers=0)
+                  for name in ("cold", "warm"))
+    assert cold.history["train_loss"].tolist() == warm.history["train_loss"].tolist()
+    assert cold.metrics["test"] == warm.metrics["test"]
