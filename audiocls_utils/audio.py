@@ -73,13 +73,25 @@ def read_audio(path: str | Path) -> tuple[np.ndarray, int]:
     path = Path(path)
     with _open(path) as file:
         try:
-            samples = file.read(dtype="float32", always_2d=True)
+            samples = _read_float32(file)
         except (sf.LibsndfileError, RuntimeError) as error:
             raise AudioclsError(f"{path}: cannot decode audio ({_short(error)}): the file is "
                                 "truncated or corrupt; delete it or download it again.") from None
         sample_rate = file.samplerate
     _check_samples(path, samples)
     return samples, int(sample_rate)
+
+
+def _read_float32(file: sf.SoundFile) -> np.ndarray:
+    """Read all of an open file as float32 (samples, channels) in [-1, 1).
+
+    16-bit PCM (GTZAN's format) is read as integers and scaled here: the same numbers as
+    libsndfile's float conversion (x / 32768, exact in float32), about 5 times faster.
+    """
+    if file.subtype == "PCM_16":
+        samples = file.read(dtype="int16", always_2d=True)
+        return np.multiply(samples, np.float32(1 / 32768), dtype=np.float32)
+    return file.read(dtype="float32", always_2d=True)
 
 
 def _check_samples(path: Path, samples: np.ndarray) -> None:
@@ -137,7 +149,8 @@ def wav_missing_bytes(path: str | Path) -> int:
 def load_audio(path: str | Path, sample_rate: int) -> torch.Tensor:
     """Load a file as a mono float32 waveform of shape (num_samples,) at `sample_rate`."""
     samples, source_rate = read_audio(path)
-    waveform = torch.from_numpy(samples.mean(axis=1))  # downmix: average the channels
+    # Downmix: average the channels (a mono file's one column needs no arithmetic).
+    waveform = torch.from_numpy(samples[:, 0] if samples.shape[1] == 1 else samples.mean(axis=1))
     return resample(waveform, source_rate, sample_rate)
 
 

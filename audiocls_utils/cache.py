@@ -2,7 +2,7 @@
 
 Each entry is one `.npy` file (float16 for dB features, see `features.storage_dtype`):
 
-    <root>/v1/<FeatureConfig.key()>/<sha[:2]>/<sha>.npy    sha: SHA-256 of the audio file's bytes
+    <root>/v<CACHE_VERSION>/<FeatureConfig.key()>/<sha[:2]>/<sha>.npy    sha: SHA-256 of the audio file's bytes
 
 so an entry is found again from any path, run or notebook, and a changed file or a changed
 config simply misses. Entries are read through short-lived memory maps: only the frames asked
@@ -32,6 +32,7 @@ import os
 import time
 import warnings
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +45,7 @@ from .errors import AudioclsError
 from .features import iter_log_mels, storage_dtype
 from .files import write_bytes
 
-CACHE_VERSION = 1  # bump when the feature code changes what it computes: old entries then miss
+CACHE_VERSION = 2  # bump when the feature code changes what it computes: old entries then miss
 SETTLE_SECONDS = 2.0  # files changed more recently than this are hashed, not looked up by stat
 _CHUNK = 1 << 20
 
@@ -68,35 +69,46 @@ def file_digest(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def read_npy_header(path: Path) -> tuple[tuple[int, ...], np.dtype]:
-    """Return the shape and dtype a .npy file declares; raise ValueError if its size disagrees."""
+def read_npy_header(path: Path) -> tuple[tuple[int, ...], np.dtype, int]:
+    """Return the shape, dtype and data offset of a .npy file; raise ValueError if its size disagrees."""
     with open(path, "rb") as file:
         version = np.lib.format.read_magic(file)
         read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
                        else np.lib.format.read_array_header_2_0)
         shape, fortran_order, dtype = read_header(file)
-        size = file.tell() + math.prod(shape) * dtype.itemsize
+        offset = file.tell()
+        size = offset + math.prod(shape) * dtype.itemsize
         actual = os.fstat(file.fileno()).st_size
-    if fortran_order or actual != size:
+    if fortran_order:
+        raise ValueError("the array is stored in Fortran order, not C order")
+    if actual != size:
         raise ValueError(f"{actual} bytes where its header announces {size}")
-    return tuple(shape), dtype
+    return tuple(shape), dtype, offset
 
 
 class CachedLogMel:
     """One cached log-Mel (n_mels, frames) on disk; slicing it copies only that slice into memory."""
 
-    __slots__ = ("path", "shape", "dtype")
+    __slots__ = ("path", "shape", "dtype", "offset")
 
-    def __init__(self, path: Path, shape: tuple[int, ...], dtype: np.dtype) -> None:
+    def __init__(self, path: Path, shape: tuple[int, ...], dtype: np.dtype, offset: int) -> None:
         self.path = path
         self.shape = shape
         self.dtype = dtype
+        self.offset = offset  # where the data starts, after the .npy header
 
     def __getitem__(self, key: Any) -> np.ndarray:
         """Return `array[key]` as an in-memory copy; the map is closed again at once."""
+        return np.array(self._map()[key])
+
+    def copy_into(self, out: np.ndarray, key: Any) -> None:
+        """Copy `array[key]` into `out` (of its shape), with no copy in between."""
+        np.copyto(out, self._map()[key])
+
+    def _map(self) -> np.memmap:
+        """Map the entry read-only (each open map holds a file descriptor: never keep one)."""
         try:
-            mapped = np.load(self.path, mmap_mode="r")
-            return np.array(mapped[key])  # each open map holds a file descriptor: never keep one
+            return np.memmap(self.path, self.dtype, "r", self.offset, self.shape)
         except (OSError, ValueError) as error:
             raise AudioclsError(
                 f"{self.path}: feature cache entry can no longer be read ({error}). Run again to "
@@ -135,6 +147,17 @@ class FeatureCache:
 
     def content_hash(self, path: str | Path) -> str:
         """Return the SHA-256 of a file's content, from the stat index when the file is unchanged."""
+        digest, index_path, stat = self._indexed_hash(path)
+        if digest is not None:
+            return digest
+        digest = file_digest(path)
+        settled = time.time_ns() - max(stat.st_mtime_ns, stat.st_ctime_ns) > SETTLE_SECONDS * 1e9
+        if settled:
+            self._write(index_path, digest.encode())
+        return digest
+
+    def _indexed_hash(self, path: str | Path) -> tuple[str | None, Path, os.stat_result]:
+        """Return the hash the stat index holds for `path` (or None), its index file and stat."""
         path = Path(os.path.abspath(path))  # no resolve(): a symlinked path just indexes again
         try:
             stat = path.stat()
@@ -147,28 +170,24 @@ class FeatureCache:
         try:
             digest = index_path.read_text().strip()
             if len(digest) == 64 and all(c in "0123456789abcdef" for c in digest):
-                return digest
+                return digest, index_path, stat
         except (OSError, UnicodeDecodeError):
             pass
-        digest = file_digest(path)
-        settled = time.time_ns() - max(stat.st_mtime_ns, stat.st_ctime_ns) > SETTLE_SECONDS * 1e9
-        if settled:
-            self._write(index_path, digest.encode())
-        return digest
+        return None, index_path, stat
 
     def load(self, digest: str, config: FeatureConfig) -> CachedLogMel | None:
         """Return the entry for `digest`, or None when there is none; a broken one is deleted."""
         path = self.entry_path(digest, config)
         expected = np.dtype(str(storage_dtype(config)).removeprefix("torch."))
         try:
-            shape, dtype = read_npy_header(path)
+            shape, dtype, offset = read_npy_header(path)
         except FileNotFoundError:
             return None
         except (OSError, ValueError, EOFError) as error:
             problem = f"{type(error).__name__}: {error}"
         else:
             if len(shape) == 2 and shape[0] == config.n_mels and shape[1] > 0 and dtype == expected:
-                return CachedLogMel(path, shape, dtype)
+                return CachedLogMel(path, shape, dtype, offset)
             problem = f"holds {dtype} {shape}, expected {expected} ({config.n_mels}, frames)"
         warnings.warn(f"Feature cache entry {path} is unreadable ({problem}); deleting it and "
                       "computing it again", RuntimeWarning, stacklevel=2)
@@ -181,12 +200,13 @@ class FeatureCache:
         if not (folder / "config.json").exists():  # for people browsing the cache
             self._write(folder / "config.json", (json.dumps(config.to_dict(), indent=2) + "\n"
                                                  ).encode())
-        array = log_mel.detach().cpu().numpy()
+        array = np.ascontiguousarray(log_mel.detach().cpu().numpy())  # .npy in C order
         buffer = io.BytesIO()
         np.save(buffer, array)
         path = self.entry_path(digest, config)
         self._write(path, buffer.getvalue())
-        return CachedLogMel(path, tuple(array.shape), array.dtype)
+        offset = buffer.tell() - array.nbytes
+        return CachedLogMel(path, tuple(array.shape), array.dtype, offset)
 
     def log_mels(
         self,
@@ -201,15 +221,22 @@ class FeatureCache:
 
         `batch_size` and `num_workers` are those of `features.iter_log_mels`.
         """
-        digests = [self.content_hash(p) for p in tqdm(paths, desc="Looking up features",
-                                                      unit="clip", disable=not progress)]
+        digests = [self._indexed_hash(path)[0] for path in paths]
+        unknown = [path for path, digest in zip(paths, digests, strict=True) if digest is None]
+        if unknown:  # new or changed files: read them whole, on all cores (hashlib frees the GIL)
+            with ThreadPoolExecutor(os.cpu_count() or 1) as threads:
+                hashed = iter(list(tqdm(threads.map(self.content_hash, unknown), total=len(unknown),
+                                        desc="Hashing clips", unit="clip", disable=not progress)))
+            digests = [digest or next(hashed) for digest in digests]
         entries = {digest: self.load(digest, config) for digest in dict.fromkeys(digests)}
         missing = {d: p for d, p in zip(digests, paths, strict=True) if entries[d] is None}
         if missing:
             order = list(missing)  # one path per content: duplicated files are computed once
-            for index, log_mel in iter_log_mels([missing[d] for d in order], config, device,
-                                                batch_size, num_workers, progress):
-                entries[order[index]] = self.store(order[index], config, log_mel)
+            # Each entry is written where it is computed (a DataLoader worker on the CPU).
+            for index, entry in iter_log_mels([missing[d] for d in order], config, device,
+                                              batch_size, num_workers, progress,
+                                              finish=_StoreEntry(self, config, order)):
+                entries[order[index]] = entry
         return [entries[d] for d in digests]  # type: ignore[misc]
 
     def _write(self, path: Path, data: bytes) -> None:
@@ -223,3 +250,12 @@ class FeatureCache:
                 "(cache=False, `audiocls train --no-cache`)."
             ) from None
 
+
+class _StoreEntry:
+    """Write the log-Mel of the clip at `index` of `digests` into the cache; return the entry."""
+
+    def __init__(self, cache: FeatureCache, config: FeatureConfig, digests: list[str]) -> None:
+        self.cache, self.config, self.digests = cache, config, digests
+
+    def __call__(self, index: int, log_mel: torch.Tensor) -> CachedLogMel:
+        return self.cache.store(self.digests[index], self.config, log_mel)

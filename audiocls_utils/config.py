@@ -7,6 +7,7 @@ import hashlib
 import json
 import math
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 from typing import Any
 
 from .errors import AudioclsError
@@ -47,8 +48,14 @@ class FeatureConfig:
 
     def key(self) -> str:
         """Return a short stable hash: equal configs give equal keys (used by caches)."""
-        text = json.dumps(self.to_dict(), sort_keys=True)
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
+        return _config_key(self)
+
+
+@lru_cache(maxsize=64)
+def _config_key(config: FeatureConfig) -> str:
+    """Hash a feature config once (the cache asks for its key for every clip)."""
+    text = json.dumps(config.to_dict(), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ import os
 import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +19,7 @@ from tqdm.auto import tqdm
 from .audio import AudioInfo, describe_audio, is_audio_path
 from .config import SPLIT_NAMES
 from .errors import AudioclsError
-from .features import LogMelSource, crop_or_pad, window_starts
+from .features import LogMelSource, crop_or_pad, feature_dtype, read_segment, window_starts
 from .files import write_csv
 from .gtzan import split_filtered
 
@@ -423,24 +424,54 @@ class SegmentDataset(Dataset):
         In training, `index` is a clip or a (clip, position in [0, 1)) pair from
         `SegmentSampler`; a bare clip gets a position drawn from torch's generator.
         """
-        if self.train:
-            clip, position = index if isinstance(index, tuple) else (index, float(torch.rand(())))
-            spare = max(0, self.log_mels[clip].shape[-1] - self.num_frames)
-            start = min(spare, int(position * (spare + 1)))
-        else:
-            clip, start = self.windows[index]
+        clip, start = self._locate(index)
         segment = crop_or_pad(self.log_mels[clip], start, self.num_frames)
         return segment, self.targets[clip], clip
 
+    def __getitems__(self, indices: Sequence[int | tuple[int, float]]) -> SegmentBatch:
+        """Return a whole batch, as `collate_segments` would batch the items.
 
-def collate_segments(items: list[tuple[torch.Tensor, int, int]]
+        DataLoader asks for batches this way when a dataset offers it: each segment is read
+        (from memory or its cache file) straight into one batch tensor, a copy fewer than
+        items that are then stacked.
+        """
+        located = [self._locate(index) for index in indices]
+        first = self.log_mels[located[0][0]]
+        segments = torch.empty((len(located), *first.shape[:-1], self.num_frames),
+                               dtype=feature_dtype(first))
+        for row, (clip, start) in enumerate(located):
+            read_segment(self.log_mels[clip], start, self.num_frames, segments[row])
+        return SegmentBatch(segments, torch.tensor([self.targets[clip] for clip, _ in located]),
+                            torch.tensor([clip for clip, _ in located]))
+
+    def _locate(self, index: int | tuple[int, float]) -> tuple[int, int]:
+        """Return the clip and first frame of item `index`."""
+        if not self.train:
+            return self.windows[index]
+        clip, position = index if isinstance(index, tuple) else (index, float(torch.rand(())))
+        spare = max(0, self.log_mels[clip].shape[-1] - self.num_frames)
+        return clip, min(spare, int(position * (spare + 1)))
+
+
+class SegmentBatch(NamedTuple):
+    """A batch of segments: (batch, n_mels, num_frames) features, targets and clip indices."""
+
+    segments: torch.Tensor
+    targets: torch.Tensor
+    clips: torch.Tensor
+
+
+def collate_segments(items: list[tuple[torch.Tensor, int, int]] | SegmentBatch
                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Batch SegmentDataset items: (batch, n_mels, num_frames) segments, targets, clip indices.
 
-    In the main process the segments are copied once, by NumPy: torch.stack splits this
-    memory-bound copy between threads, which gains nothing and crawls when other processes
-    hold the cores. Workers keep torch's collation (it writes straight into shared memory).
+    A batch that `SegmentDataset.__getitems__` made is passed on as it is. Otherwise, in the
+    main process the segments are copied once, by NumPy: torch.stack splits this memory-bound
+    copy between threads, which gains nothing and crawls when other processes hold the cores.
+    Workers keep torch's collation (it writes straight into shared memory).
     """
+    if isinstance(items, SegmentBatch):
+        return items
     if get_worker_info() is not None:
         return default_collate(items)
     segments = np.stack([segment.numpy() for segment, _, _ in items])

@@ -8,9 +8,11 @@ phase in a fresh process (so that its peak RSS is its own):
 - seed data: the seed's per-item pipeline, reproduced below: decode the file, build a new
   MelSpectrogram, compute it, pool it to a 224 x 224 image on the CPU, for every clip of every
   epoch (the seed-baseline features: Mel power, no dB, no normalization);
-- project data, first epoch: an empty feature cache is filled (hash, decode, log-Mel in batches
-  on the device, write) and one epoch of model inputs is made from it (segments read from the
-  memory-mapped cache, resized on the device);
+- project data, first epoch: an empty feature cache is filled (hash; decode, log-Mel and
+  write, one clip per core on a CPU, in batches on a GPU) and one epoch of model inputs is made
+  from it (segments read from the memory-mapped cache, resized on the device);
+- these two take turns --repeats times (each first epoch with a new empty cache), so that
+  both see the same machine when its speed drifts; the medians are reported;
 - project data, warm: a new run on the filled cache (look-up by file stat, then one epoch),
   repeated --warm-epochs times; the median is reported;
 - training: samples/s of ResNet18 at 224 px with the seed's loop (per-item pipeline, summed
@@ -144,12 +146,16 @@ def seed_loader(paths: list[Path], targets: list[int], workers: int) -> Any:
                       shuffle=True, num_workers=workers)
 
 
-def seed_data_phase(paths: list[Path], targets: list[int], workers: int, check: int) -> dict:
-    """Time one epoch of the seed's model inputs; return its Mel power of the first clips."""
+def seed_data_phase(paths: list[Path], targets: list[int], workers: int, check: int,
+                    repeats: int) -> dict:
+    """Time `repeats` epochs of the seed's model inputs (each costs the same: nothing is kept);
+    return their times and its Mel power of the first clips."""
     baseline_mb = import_everything()
-    started = time.perf_counter()
-    shapes = {tuple(images.shape[1:]) for images, _ in seed_loader(paths, targets, workers)}
-    seconds = time.perf_counter() - started
+    seconds, shapes = [], set()
+    for _ in range(repeats):
+        started = time.perf_counter()
+        shapes |= {tuple(images.shape[1:]) for images, _ in seed_loader(paths, targets, workers)}
+        seconds.append(time.perf_counter() - started)
     dataset = SeedClips(paths, targets, bench_recipe().image_size)
     return {"seconds": seconds, "input_shapes": sorted(shapes), "peak_rss_mb": peak_rss_mb(),
             "baseline_rss_mb": baseline_mb, "mels": [dataset.mel(i).numpy() for i in range(check)]}
@@ -233,15 +239,16 @@ def project_epoch(loader: Any, pipeline: Any, device: str) -> set[tuple[int, ...
     return shapes
 
 
-def project_data_phase(paths: list[Path], targets: list[int], cache_root: Path,
-                       workers: int | None,
-                       device: str, warm_epochs: int, check: int) -> dict:
-    """Time the first epoch on an empty cache, then new runs on the filled cache."""
+def project_data_phase(paths: list[Path], targets: list[int], cache_roots: list[Path],
+                       workers: int | None, device: str, warm_epochs: int, check: int) -> dict:
+    """Time a first epoch on each of the empty caches, then new runs on the last one, filled."""
     baseline_mb = import_everything()
-    started = time.perf_counter()
-    entries, loader, _, pipeline = project_parts(paths, targets, cache_root, workers, device)
-    shapes = project_epoch(loader, pipeline, device)
-    first = time.perf_counter() - started
+    first, shapes = [], set()
+    for cache_root in cache_roots:
+        started = time.perf_counter()
+        entries, loader, _, pipeline = project_parts(paths, targets, cache_root, workers, device)
+        shapes |= project_epoch(loader, pipeline, device)
+        first.append(time.perf_counter() - started)
     warm = []
     for _ in range(warm_epochs):
         started = time.perf_counter()
@@ -313,6 +320,13 @@ def in_fresh_process(function: Any, *args: Any) -> dict:
     return result
 
 
+def merge_runs(runs: list[dict], times: str) -> dict:
+    """Merge one phase's runs: every run's times, the largest peak RSS, the rest from the first."""
+    merged = {**runs[0], times: [t for run in runs for t in run[times]]}
+    merged["peak_rss_mb"] = max(run["peak_rss_mb"] for run in runs)
+    return merged
+
+
 def machine() -> dict[str, Any]:
     """Describe the machine the figures come from."""
     import torch
@@ -337,6 +351,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--clips", type=int, default=64, help="number of clips (default 64)")
     parser.add_argument("--seconds", type=float, default=30.0, help="clip length (default 30)")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="seed epochs and first (cold-cache) epochs to time, taking turns; "
+                             "each figure is the median (default 3)")
     parser.add_argument("--warm-epochs", type=int, default=3, help="warm runs to time (median)")
     parser.add_argument("--workers", type=int, default=None,
                         help="DataLoader workers of the project's pipeline (default: its own, "
@@ -359,22 +376,30 @@ def main() -> None:
         if len(paths) != args.clips:
             shutil.rmtree(workdir / "clips", ignore_errors=True)
             paths = generate_clips(workdir / "clips", args.clips, args.seconds)
-        shutil.rmtree(workdir / "cache", ignore_errors=True)  # the first epoch starts cold
+        shutil.rmtree(workdir / "cache", ignore_errors=True)  # every first epoch starts cold
+        cache_roots = [workdir / "cache" / f"run{r}" for r in range(args.repeats)]
         targets = [i % NUM_CLASSES for i in range(len(paths))]
         check = min(4, len(paths))
-        print("Seed pipeline, one epoch ...", flush=True)
-        seed = in_fresh_process(seed_data_phase, paths, targets, args.seed_workers, check)
-        print("Project pipeline, first epoch (cold cache) and warm runs ...", flush=True)
-        project = in_fresh_process(project_data_phase, paths, targets, workdir / "cache",
-                                   args.workers, device, args.warm_epochs, check)
+        seeds, projects = [], []
+        for run, cache_root in enumerate(cache_roots, 1):  # taking turns: the machine's speed
+            print(f"Run {run} of {args.repeats}: the seed's epoch, then the project's first "
+                  "epoch (cold cache)" + (" and warm runs" if run == args.repeats else "") +
+                  " ...", flush=True)  # drifts, and both pipelines then see the same drift
+            seeds.append(in_fresh_process(seed_data_phase, paths, targets, args.seed_workers,
+                                          check, 1))
+            projects.append(in_fresh_process(
+                project_data_phase, paths, targets, [cache_root], args.workers, device,
+                args.warm_epochs if run == args.repeats else 0, check))
+        seed, project = merge_runs(seeds, "seconds"), merge_runs(projects, "first_seconds")
+        project["warm_seconds"] = projects[-1]["warm_seconds"]
         train: dict[str, dict] = {}
         if not args.no_train:
             print("Training loops, ResNet18 at 224 px ...", flush=True)
             train["seed"] = in_fresh_process(seed_train_phase, paths, targets, args.seed_workers,
                                              device)
             train["project"] = in_fresh_process(project_train_phase, paths, targets,
-                                                workdir / "cache", args.workers, device)
-        cache_mb = sum(p.stat().st_size for p in (workdir / "cache").rglob("*.npy")) / 2**20
+                                                cache_roots[-1], args.workers, device)
+        cache_mb = sum(p.stat().st_size for p in cache_roots[-1].rglob("*.npy")) / 2**20
         audio_mb = sum(p.stat().st_size for p in paths) / 2**20
     finally:
         if args.workdir is None:
@@ -395,8 +420,11 @@ def main() -> None:
                     "segments": default_workers() if args.workers is None else args.workers},
         "recipe": bench_recipe().name, "batch_size": bench_recipe().batch_size,
         "image_size": bench_recipe().image_size,
-        "seed_clips_per_s": n / seed["seconds"],
-        "first_epoch_clips_per_s": n / project["first_seconds"],
+        "repeats": args.repeats,
+        "seed_clips_per_s": n / statistics.median(seed["seconds"]),
+        "seed_runs_clips_per_s": [n / s for s in seed["seconds"]],
+        "first_epoch_clips_per_s": n / statistics.median(project["first_seconds"]),
+        "first_epoch_runs_clips_per_s": [n / s for s in project["first_seconds"]],
         "warm_clips_per_s": n / statistics.median(project["warm_seconds"]),
         "warm_runs_clips_per_s": [n / s for s in project["warm_seconds"]],
     }
@@ -443,8 +471,8 @@ def print_table(r: dict[str, Any]) -> None:
                  ("evaluation", r["seed_eval_clips_per_s"], r["eval_clips_per_s"], "clips/s")]
     print(f"\n{r['clips']} clips of {r['seconds_per_clip']:g} s on {r['machine']['cpu_count']} CPU "
           f"cores ({r['machine']['cpu']}), device {r['device']}; workers: seed "
-          f"{r['seed_workers']}, project {r['workers']['features']} for features and "
-          f"{r['workers']['segments']} for segments; "
+          f"{r['seed_workers']}, project {r['workers']['features']} threads for features and "
+          f"{r['workers']['segments']} workers for segments; medians of {r['repeats']} runs; "
           f"load average {r['machine']['load_average_before'][0]:.1f} before")
     print(f"{'':34}{'seed':>10}{'project':>10}{'ratio':>8}")
     for name, seed, project, unit in rows:

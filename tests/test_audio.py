@@ -62,3 +62,19 @@ def test_bad_files_raise_one_clear_error_naming_the_file(tmp_path: Path, kind: s
 def test_missing_file_says_so(tmp_path: Path) -> None:
     with pytest.raises(AudioclsError, match="not found"):
         load_audio(tmp_path / "nope.wav", 22050)
+
+
+@pytest.mark.parametrize("channels", [1, 2])
+def test_16_bit_pcm_reads_as_libsndfile_converts_it(tmp_path: Path, channels: int) -> None:
+    import soundfile as sf
+
+    rng = np.random.default_rng(0)
+    ints = np.concatenate([[-32768, 32767, 0, -1, 1], rng.integers(-32768, 32768, 995)])
+    ints = np.stack([ints, ints[::-1]], axis=1)[:, :channels].astype(np.int16)
+    path = tmp_path / "pcm16.wav"
+    sf.write(str(path), ints, 22050, subtype="PCM_16")
+    samples, rate = read_audio(path)
+    expected, _ = sf.read(str(path), dtype="float32", always_2d=True)
+    assert rate == 22050 and samples.dtype == np.float32
+    assert np.array_equal(samples, expected)
+    assert samples.min() == -1.0 and samples.max() == np.float32(32767 / 32768)

@@ -19,7 +19,7 @@ from helpers import REPO, tone, write_wav
 from audiocls_utils import cache as cache_module
 from audiocls_utils.cache import CachedLogMel, FeatureCache, default_cache_dir
 from audiocls_utils.config import FeatureConfig
-from audiocls_utils.data import SegmentDataset
+from audiocls_utils.data import SegmentDataset, collate_segments
 from audiocls_utils.features import LogMel, extract_log_mels
 from audiocls_utils.train import compute_split_features
 
@@ -192,6 +192,12 @@ def test_crops_from_the_cache_equal_crops_in_memory(tmp_path: Path) -> None:
             (a, target_a, clip_a), (b, target_b, clip_b) = on_disk[item], in_memory[item]
             assert a.shape == (32, num_frames) and torch.equal(a, b)
             assert (target_a, clip_a) == (target_b, clip_b)
+        # A whole batch at once (what DataLoader asks for) equals the items collated.
+        for dataset in (on_disk, in_memory):
+            batch = dataset.__getitems__(list(items))
+            expected = collate_segments([dataset[item] for item in items])
+            assert all(torch.equal(x, y) for x, y in zip(batch, expected, strict=True))
+            assert collate_segments(batch) is batch
 
 
 def test_split_features_from_the_cache_equal_those_computed_in_ram(tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import pytest
 import soundfile as sf
 import torch
 import torchaudio
@@ -15,9 +16,11 @@ from audiocls_utils.config import FeatureConfig
 from audiocls_utils.features import (
     LogMel,
     ModelInput,
+    _reflect_pad,
     crop_or_pad,
     extract_log_mels,
     feature_stats,
+    mel_filterbank,
     window_starts,
 )
 
@@ -36,6 +39,24 @@ def test_log_mel_matches_a_hand_computation() -> None:
     result = LogMel(CONFIG)(waveform)
     assert result.shape == (32, CONFIG.num_frames(11025))
     assert torch.allclose(result, expected, atol=1e-3)
+
+
+@pytest.mark.filterwarnings("ignore:At least one mel filterbank has all zero values")
+@pytest.mark.parametrize("config", [
+    FeatureConfig(),  # GTZAN's: 2048-point FFT, 128 bands
+    FeatureConfig(n_fft=256, hop_length=64, n_mels=128),  # more bands than bins: empty filters
+    FeatureConfig(sample_rate=16000, n_fft=400, hop_length=160, n_mels=40, f_min=20.0,
+                  f_max=7600.0),
+])
+def test_block_filterbank_equals_the_dense_product(config: FeatureConfig) -> None:
+    waveform = torch.randn(2, config.sample_rate // 2)
+    extractor = LogMel(replace(config, to_db=False))
+    padded = torch.nn.functional.pad(waveform.unsqueeze(1), (config.n_fft // 2,) * 2,
+                                     mode="reflect").squeeze(1)
+    assert torch.equal(_reflect_pad(waveform, config.n_fft // 2), padded)
+    frames = padded.unfold(-1, config.n_fft, config.hop_length) * extractor.window
+    dense = (torch.fft.rfft(frames).abs().square() @ mel_filterbank(config)).transpose(-1, -2)
+    assert torch.allclose(extractor(waveform), dense, rtol=1e-4, atol=1e-6 * dense.max())
 
 
 def test_batch_gives_each_clip_its_own_top_db_floor() -> None:
