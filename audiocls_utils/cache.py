@@ -2,7 +2,7 @@
 
 Each entry is one `.npy` file (float16 for dB features, see `features.storage_dtype`):
 
-    <root>/v<CACHE_VERSION>/<FeatureConfig.key()>/<sha[:2]>/<sha>.npy    sha: SHA-256 of the audio file's bytes
+    <root>/v<CACHE_VERSION>/<FeatureConfig.key()>/<sha[:2]>/<sha>.npy   sha: SHA-256 of the audio file's bytes
 
 so an entry is found again from any path, run or notebook, and a changed file or a changed
 config simply misses. Entries are read through short-lived memory maps: only the frames asked
@@ -232,7 +232,7 @@ class FeatureCache:
         missing = {d: p for d, p in zip(digests, paths, strict=True) if entries[d] is None}
         if missing:
             order = list(missing)  # one path per content: duplicated files are computed once
-            # Each entry is written where it is computed (a DataLoader worker on the CPU).
+            # Each entry is written where it is computed (a thread on the CPU), in parallel.
             for index, entry in iter_log_mels([missing[d] for d in order], config, device,
                                               batch_size, num_workers, progress,
                                               finish=_StoreEntry(self, config, order)):

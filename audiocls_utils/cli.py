@@ -294,7 +294,8 @@ def build_parser() -> argparse.ArgumentParser:
     speed.add_argument("--no-cache", action="store_true",
                        help="compute log-Mels every run and keep them in RAM")
     speed.add_argument("--workers", type=int, default=None,
-                       help="DataLoader worker processes (default: by CPU count)")
+                       help="log-Mel threads on a CPU (worker processes that decode for a GPU) "
+                            "and DataLoader workers (default: by CPU count)")
     speed.add_argument("--no-amp", action="store_true", help="no bf16/fp16 autocast on CUDA")
     speed.add_argument("--no-channels-last", action="store_true",
                        help="keep NCHW tensors on CUDA")

@@ -89,7 +89,7 @@ class LogMel(nn.Module):
             return self._mel_power(frames).transpose(-1, -2)
         # On a CPU, a few hundred frames at a time: the temporaries stay small enough to be
         # reused from the heap (and the CPU's caches) instead of fresh pages for every clip,
-        # which doubled the time in DataLoader workers.
+        # which doubled the time per clip in a worker process.
         chunks = [self._mel_power(frames[..., start : start + CPU_FRAMES, :]).transpose(-1, -2)
                   for start in range(0, frames.shape[-2], CPU_FRAMES)]
         return torch.cat(chunks, dim=-1)  # (..., n_mels, frames), contiguous
