@@ -147,9 +147,11 @@ class FeatureCache:
 
     def content_hash(self, path: str | Path) -> str:
         """Return the SHA-256 of a file's content, from the stat index when the file is unchanged."""
-        digest, index_path, stat = self._indexed_hash(path)
-        if digest is not None:
-            return digest
+        looked_up = self._indexed_hash(path)
+        return looked_up[0] or self._hash_and_index(path, *looked_up[1:])
+
+    def _hash_and_index(self, path: str | Path, index_path: Path, stat: os.stat_result) -> str:
+        """Hash a file's bytes and remember the hash under its stat, once the file has settled."""
         digest = file_digest(path)
         settled = time.time_ns() - max(stat.st_mtime_ns, stat.st_ctime_ns) > SETTLE_SECONDS * 1e9
         if settled:
@@ -221,13 +223,16 @@ class FeatureCache:
 
         `batch_size` and `num_workers` are those of `features.iter_log_mels`.
         """
-        digests = [self._indexed_hash(path)[0] for path in paths]
-        unknown = [path for path, digest in zip(paths, digests, strict=True) if digest is None]
+        looked_up = [self._indexed_hash(path) for path in paths]
+        unknown = [(path, *found[1:]) for path, found in zip(paths, looked_up, strict=True)
+                   if found[0] is None]
+        hashed = iter(())
         if unknown:  # new or changed files: read them whole, on all cores (hashlib frees the GIL)
             with ThreadPoolExecutor(os.cpu_count() or 1) as threads:
-                hashed = iter(list(tqdm(threads.map(self.content_hash, unknown), total=len(unknown),
-                                        desc="Hashing clips", unit="clip", disable=not progress)))
-            digests = [digest or next(hashed) for digest in digests]
+                hashed = iter(list(tqdm(threads.map(lambda found: self._hash_and_index(*found), unknown),
+                                        total=len(unknown), desc="Hashing clips", unit="clip",
+                                        disable=not progress)))
+        digests = [found[0] or next(hashed) for found in looked_up]
         entries = {digest: self.load(digest, config) for digest in dict.fromkeys(digests)}
         missing = {d: p for d, p in zip(digests, paths, strict=True) if entries[d] is None}
         if missing:

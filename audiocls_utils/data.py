@@ -13,7 +13,7 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import Dataset, DistributedSampler, Sampler, default_collate, get_worker_info
+from torch.utils.data import Dataset, DistributedSampler, Sampler
 from tqdm.auto import tqdm
 
 from .audio import AudioInfo, describe_audio, is_audio_path
@@ -461,22 +461,16 @@ class SegmentBatch(NamedTuple):
     clips: torch.Tensor
 
 
-def collate_segments(items: list[tuple[torch.Tensor, int, int]] | SegmentBatch
-                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def collate_segments(items: list[tuple[torch.Tensor, int, int]] | SegmentBatch) -> SegmentBatch:
     """Batch SegmentDataset items: (batch, n_mels, num_frames) segments, targets, clip indices.
 
-    A batch that `SegmentDataset.__getitems__` made is passed on as it is. Otherwise, in the
-    main process the segments are copied once, by NumPy: torch.stack splits this memory-bound
-    copy between threads, which gains nothing and crawls when other processes hold the cores.
-    Workers keep torch's collation (it writes straight into shared memory).
+    DataLoader hands over the batch that `SegmentDataset.__getitems__` already made: it is
+    passed on as it is. A list of items (from indexing the dataset by hand) is stacked.
     """
     if isinstance(items, SegmentBatch):
         return items
-    if get_worker_info() is not None:
-        return default_collate(items)
-    segments = np.stack([segment.numpy() for segment, _, _ in items])
-    return (torch.from_numpy(segments), torch.tensor([target for _, target, _ in items]),
-            torch.tensor([clip for _, _, clip in items]))
+    segments, targets, clips = zip(*items, strict=True)
+    return SegmentBatch(torch.stack(segments), torch.tensor(targets), torch.tensor(clips))
 
 
 class SegmentSampler(Sampler[tuple[int, float]]):

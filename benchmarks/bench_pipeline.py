@@ -146,16 +146,12 @@ def seed_loader(paths: list[Path], targets: list[int], workers: int) -> Any:
                       shuffle=True, num_workers=workers)
 
 
-def seed_data_phase(paths: list[Path], targets: list[int], workers: int, check: int,
-                    repeats: int) -> dict:
-    """Time `repeats` epochs of the seed's model inputs (each costs the same: nothing is kept);
-    return their times and its Mel power of the first clips."""
+def seed_data_phase(paths: list[Path], targets: list[int], workers: int, check: int) -> dict:
+    """Time one epoch of the seed's model inputs; return its Mel power of the first clips."""
     baseline_mb = import_everything()
-    seconds, shapes = [], set()
-    for _ in range(repeats):
-        started = time.perf_counter()
-        shapes |= {tuple(images.shape[1:]) for images, _ in seed_loader(paths, targets, workers)}
-        seconds.append(time.perf_counter() - started)
+    started = time.perf_counter()
+    shapes = {tuple(images.shape[1:]) for images, _ in seed_loader(paths, targets, workers)}
+    seconds = time.perf_counter() - started
     dataset = SeedClips(paths, targets, bench_recipe().image_size)
     return {"seconds": seconds, "input_shapes": sorted(shapes), "peak_rss_mb": peak_rss_mb(),
             "baseline_rss_mb": baseline_mb, "mels": [dataset.mel(i).numpy() for i in range(check)]}
@@ -239,16 +235,14 @@ def project_epoch(loader: Any, pipeline: Any, device: str) -> set[tuple[int, ...
     return shapes
 
 
-def project_data_phase(paths: list[Path], targets: list[int], cache_roots: list[Path],
+def project_data_phase(paths: list[Path], targets: list[int], cache_root: Path,
                        workers: int | None, device: str, warm_epochs: int, check: int) -> dict:
-    """Time a first epoch on each of the empty caches, then new runs on the last one, filled."""
+    """Time the first epoch on an empty cache, then new runs on the filled cache."""
     baseline_mb = import_everything()
-    first, shapes = [], set()
-    for cache_root in cache_roots:
-        started = time.perf_counter()
-        entries, loader, _, pipeline = project_parts(paths, targets, cache_root, workers, device)
-        shapes |= project_epoch(loader, pipeline, device)
-        first.append(time.perf_counter() - started)
+    started = time.perf_counter()
+    entries, loader, _, pipeline = project_parts(paths, targets, cache_root, workers, device)
+    shapes = project_epoch(loader, pipeline, device)
+    first = time.perf_counter() - started
     warm = []
     for _ in range(warm_epochs):
         started = time.perf_counter()
@@ -321,8 +315,8 @@ def in_fresh_process(function: Any, *args: Any) -> dict:
 
 
 def merge_runs(runs: list[dict], times: str) -> dict:
-    """Merge one phase's runs: every run's times, the largest peak RSS, the rest from the first."""
-    merged = {**runs[0], times: [t for run in runs for t in run[times]]}
+    """Merge one phase's runs: every run's time, the largest peak RSS, the rest from the first."""
+    merged = {**runs[0], times: [run[times] for run in runs]}
     merged["peak_rss_mb"] = max(run["peak_rss_mb"] for run in runs)
     return merged
 
@@ -386,9 +380,9 @@ def main() -> None:
                   "epoch (cold cache)" + (" and warm runs" if run == args.repeats else "") +
                   " ...", flush=True)  # drifts, and both pipelines then see the same drift
             seeds.append(in_fresh_process(seed_data_phase, paths, targets, args.seed_workers,
-                                          check, 1))
+                                          check))
             projects.append(in_fresh_process(
-                project_data_phase, paths, targets, [cache_root], args.workers, device,
+                project_data_phase, paths, targets, cache_root, args.workers, device,
                 args.warm_epochs if run == args.repeats else 0, check))
         seed, project = merge_runs(seeds, "seconds"), merge_runs(projects, "first_seconds")
         project["warm_seconds"] = projects[-1]["warm_seconds"]

@@ -9,11 +9,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+from helpers import scheduled_rates
 
 from audiocls_utils.config import apply_profile, get_recipe
 from audiocls_utils.data import build_manifest, make_splits
 from audiocls_utils.predict import Predictor, load_bundle
-from audiocls_utils.train import make_scheduler, run_experiment
+from audiocls_utils.train import run_experiment
 
 
 def _quick(recipe_name: str = "baseline", **changes: object):  # noqa: ANN202
@@ -29,14 +30,7 @@ def _quick(recipe_name: str = "baseline", **changes: object):  # noqa: ANN202
 
 def test_scheduler_follows_the_recipe_and_needs_no_verbose_argument() -> None:
     recipe = replace(get_recipe("advanced"), epochs=30)
-    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
-    scheduler = make_scheduler(optimizer, recipe)
-    rates = []
-    for _ in range(30):
-        rates.append(optimizer.param_groups[0]["lr"])
-        optimizer.step()
-        scheduler.step()
-    assert rates == pytest.approx([recipe.lr_factor(e) for e in range(30)])
+    assert scheduled_rates(recipe) == pytest.approx([recipe.lr_factor(e) for e in range(30)])
 
 
 @pytest.mark.slow
