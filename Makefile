@@ -25,16 +25,16 @@ test: $(STAMP)
 	@bash scripts/ensure-chromium.sh
 	$(BIN)/python -m pytest
 
-# Time the seed's per-item data pipeline against this project's (a few minutes on 2 cores);
+# Time the original recipe's per-item data pipeline against this project's (a few minutes on 2 cores);
 # writes benchmarks/results/bench_pipeline.json. More clips: make bench BENCH_ARGS="--clips 256".
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_pipeline.py $(BENCH_ARGS)
 
 demo: $(STAMP)
-	$(BIN)/python -m audiocls_utils.course --out outputs/notebooks
+	$(BIN)/python -m audiocls_utils.engine.notebooks --out outputs/notebooks
 
 demo-cli: $(STAMP)
-	$(BIN)/python -m audiocls_utils.demo --out $(DEMO_DIR)
+	$(BIN)/python -m audiocls_utils.engine.demo --out $(DEMO_DIR)
 
 dashboard: $(STAMP)
 	$(BIN)/audiocls dashboard

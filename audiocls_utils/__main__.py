@@ -1,7 +1,6 @@
-"""Run the command line with `python -m audiocls_utils`."""
+"""`python -m audiocls_utils` runs the `audiocls` command (torchrun needs a module to start)."""
 
-import sys
+from .engine.cli import main
 
-from .cli import main
-
-sys.exit(main())
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,155 +1,101 @@
-"""Augment batches of log-Mel spectrograms on the device: gain, noise, time and frequency masks.
+"""Augment training batches of log-Mel segments: random gain, noise, SpecAugment masks, mixup.
 
-The seed applied gain and noise to each waveform on the CPU. Both have exact or expected
-counterparts on the spectrogram, so they run on whole batches of (cached) features instead:
+Chapter 04 writes these modules and explains them; this is that code. They take segments
+`(batch, n_mels, frames)` in dB, before the model standardizes them (or raw Mel power when
+`recipe.feature.to_db` is False, as the original recipe's features are), and run on whole
+batches on the training device (the original recipe augmented one clip at a time in
+`__getitem__`, on the CPU). Gain and noise act as they would on the waveform:
 - a gain of g dB adds g to every dB value (multiplies power by 10^(g/10));
-- independent Gaussian noise of standard deviation s adds, on average, s^2 * sum(window^2)
-  * sum(filterbank column) to each Mel bin's power: powers of independent signals add.
+- independent noise adds its power to the clip's power, on average (powers of independent
+  signals add), so noise is made on the device, turned into Mel power by the features' own
+  transform, and added to the cached features: no waveform needed.
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import torch
 import torchaudio
 from torch import nn
+from torchvision.transforms import v2
 
 from .config import FeatureConfig, Recipe
-from .features import ModelInput, mel_filterbank
-
-_AMIN = 1e-10  # AmplitudeToDB's floor: 10 * log10(1e-10) = -100 dB
+from .features import LogMel
 
 
-def noise_power_per_mel(config: FeatureConfig, noise_std: float) -> torch.Tensor:
-    """Return the expected Mel power (n_mels,) that white noise of std `noise_std` adds per frame."""
-    window = torch.hann_window(config.n_fft)
-    return noise_std**2 * window.pow(2).sum() * mel_filterbank(config).sum(dim=0)
+class RandomGain(nn.Module):  #@save
+    """Make each clip louder or quieter by a random gain in [-max_db, +max_db] dB."""
 
-
-def _effective_bins(config: FeatureConfig) -> torch.Tensor:
-    """Return how many independent STFT bins each Mel band averages (sets the noise spread)."""
-    filterbank = mel_filterbank(config)
-    weights_sq = filterbank.pow(2).sum(dim=0).clamp_min(1e-12)
-    return (filterbank.sum(dim=0).pow(2) / weights_sq).clamp_min(1.0)
-
-
-class SignalAugment(nn.Module):
-    """Apply random gain and additive noise to (batch, n_mels, frames) features."""
-
-    def __init__(self, recipe: Recipe) -> None:
+    def __init__(self, max_db: float, to_db: bool = True) -> None:
         super().__init__()
-        self.gain_db = recipe.gain_db
-        self.to_db = recipe.feature.to_db
-        self.noise_std = recipe.noise_std
-        self.register_buffer("noise_power", noise_power_per_mel(recipe.feature, recipe.noise_std))
-        self.register_buffer("noise_shape", _effective_bins(recipe.feature))
+        self.max_db, self.to_db = max_db, to_db
 
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        """Return augmented features; each clip of the batch gets its own gain and noise draw."""
-        batch = features.shape[0]
-        power = features.float()
+    def forward(self, segments: torch.Tensor) -> torch.Tensor:
+        # One gain per clip, the same for every bin and frame: (batch, 1, 1)
+        gain_db = (torch.rand(len(segments), 1, 1, device=segments.device) * 2 - 1) * self.max_db
         if self.to_db:
-            power = torch.pow(10.0, power / 10.0)
-        if self.gain_db > 0:
-            gain_db = (torch.rand(batch, 1, 1, device=power.device) * 2 - 1) * self.gain_db
-            power = power * torch.pow(10.0, gain_db / 10.0)
-        if self.noise_std > 0:
-            # Noise power per (bin, frame) is a sum of exponentials: Gamma(k, mean/k).
-            shape = self.noise_shape.view(1, -1, 1).expand_as(power)
-            draw = torch.distributions.Gamma(shape, torch.ones_like(shape)).sample() / shape
-            level = torch.rand(batch, 1, 1, device=power.device)  # 0..noise_std, per clip
-            power = power + level**2 * self.noise_power.view(1, -1, 1) * draw
-        if self.to_db:
-            return 10.0 * torch.log10(power.clamp_min(_AMIN))
-        return power
+            return segments + gain_db  # a gain of g dB adds g to every dB value
+        return segments * 10 ** (gain_db / 10)  # raw power: multiplied by 10^(g/10)
 
 
-class SpecMasks(nn.Module):
-    """Hide random time and frequency stripes of each clip (SpecAugment), after normalization."""
+class AddNoise(nn.Module):  #@save
+    """Add white noise of a random std in [0, max_std] to each clip's waveform, in the power domain."""
 
-    def __init__(self, time_mask: int, freq_mask: int, num_frames: int) -> None:
+    def __init__(self, config: FeatureConfig, max_std: float) -> None:
         super().__init__()
-        # A mask never hides more than an eighth of the segment, however short the profile's crop.
-        time_mask = min(time_mask, num_frames // 8)
-        self.time = torchaudio.transforms.TimeMasking(time_mask, iid_masks=True) if time_mask else None
-        self.freq = (
-            torchaudio.transforms.FrequencyMasking(freq_mask, iid_masks=True) if freq_mask else None
-        )
+        self.max_std, self.hop_length, self.to_db = max_std, config.hop_length, config.to_db
+        self.mel_power = LogMel(config).mel  # the features' own MelSpectrogram, without the dB step
 
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        """Return (batch, n_mels, frames) with masked stripes set to 0, the normalized mean."""
-        image = features.unsqueeze(1)  # iid_masks needs (batch, channel, n_mels, frames)
-        if self.time is not None:
-            image = self.time(image)
-        if self.freq is not None:
-            image = self.freq(image)
-        return image.squeeze(1)
+    def forward(self, segments: torch.Tensor) -> torch.Tensor:
+        batch, _, frames = segments.shape  # (batch, n_mels, frames)
+        std = torch.rand(batch, 1, device=segments.device) * self.max_std  # one level per clip
+        noise = std * torch.randn(batch, (frames - 1) * self.hop_length, device=segments.device)
+        noise_power = self.mel_power(noise)  # (batch, n_mels, frames): the noise's Mel power
+        power = 10 ** (segments.float() / 10) if self.to_db else segments.float()  # dB -> power
+        power = power + noise_power  # powers of independent signals add (on average)
+        return 10 * torch.log10(power.clamp_min(1e-10)) if self.to_db else power
 
 
-def has_augmentation(recipe: Recipe) -> bool:
-    """Return True when the recipe asks for any augmentation."""
-    return bool(recipe.gain_db or recipe.noise_std or recipe.time_mask or recipe.freq_mask)
+class SpecMasks(nn.Module):  #@save
+    """Hide a random band of Mel bins and a random run of frames in each clip (SpecAugment)."""
 
-
-class InputPipeline(nn.Module):
-    """Turn a batch of log-Mel segments into CNN inputs, augmenting only in training."""
-
-    def __init__(self, recipe: Recipe, num_frames: int, mean: float = 0.0, std: float = 1.0,
-                 channels_last: bool = False) -> None:
+    def __init__(self, freq_mask: int, time_mask: int, fill: float) -> None:
         super().__init__()
-        self.signal = SignalAugment(recipe) if recipe.gain_db or recipe.noise_std else None
-        self.masks = SpecMasks(recipe.time_mask, recipe.freq_mask, num_frames)
-        self.model_input = ModelInput(recipe.image_size, mean, std, channels_last)
+        self.fill = float(fill)  # the training-set mean: the model's standardization makes it 0
+        # Widths are drawn from [0, freq_mask) bins and [0, time_mask) frames; iid: per clip.
+        self.freq = torchaudio.transforms.FrequencyMasking(freq_mask, iid_masks=True)
+        self.time = torchaudio.transforms.TimeMasking(time_mask, iid_masks=True)
 
-    def forward(self, features: torch.Tensor, train: bool = False) -> torch.Tensor:
-        """Map (batch, n_mels, frames) to (batch, 3, image_size, image_size)."""
-        if train and self.signal is not None:
-            features = self.signal(features)
-        features = self.model_input.normalize(features)
-        if train:
-            features = self.masks(features)
-        return self.model_input(features)
+    def forward(self, segments: torch.Tensor) -> torch.Tensor:
+        images = segments.unsqueeze(1)  # (batch, 1, n_mels, frames): iid masks need a channel axis
+        images = self.time(self.freq(images, self.fill), self.fill)
+        return images.squeeze(1)  # (batch, n_mels, frames)
 
 
-def mixup(inputs: torch.Tensor, targets: torch.Tensor, alpha: float
-          ) -> tuple[torch.Tensor, torch.Tensor, float]:
-    """Blend each example with another of the batch (mixup, Zhang et al. 2018).
+class Augment(nn.Module):  #@save
+    """Apply the recipe's augmentations to a training batch: gain, noise, masks, then mixup."""
 
-    Return the mixed inputs, the partner's targets and the weight `lam` of the example's own
-    target: the loss is lam * loss(targets) + (1 - lam) * loss(partner_targets).
-    """
-    if alpha <= 0:
-        return inputs, targets, 1.0
-    lam = float(torch.distributions.Beta(alpha, alpha).sample())
-    partner = torch.randperm(inputs.shape[0], device=inputs.device)
-    return lam * inputs + (1.0 - lam) * inputs[partner], targets[partner], lam
+    def __init__(self, recipe: Recipe, num_classes: int, fill: float, num_frames: int) -> None:
+        super().__init__()
+        config = recipe.feature
+        self.gain = RandomGain(recipe.gain_db, config.to_db) if recipe.gain_db else nn.Identity()
+        self.noise = AddNoise(config, recipe.noise_std) if recipe.noise_std else nn.Identity()
+        # A time mask never hides more than an eighth of the segment, however short the crop.
+        self.masks = SpecMasks(recipe.freq_mask, min(recipe.time_mask, num_frames // 8), fill)
+        self.mixup = (v2.MixUp(alpha=recipe.mixup_alpha, num_classes=num_classes)
+                      if recipe.mixup_alpha else None)
+
+    def forward(self, segments: torch.Tensor, targets: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        segments = self.masks(self.noise(self.gain(segments.float())))  # (batch, n_mels, frames)
+        if self.mixup is None:
+            return segments, targets  # labels are the targets: (batch,) class indices
+        # MixUp blends each clip with its neighbour in the batch, by lam ~ Beta(alpha, alpha), and
+        # their labels alike: soft labels (batch, num_classes), which CrossEntropyLoss accepts.
+        images, labels = self.mixup(segments.unsqueeze(1), targets)  # it needs (batch, 1, n_mels, frames)
+        return images.squeeze(1), labels
 
 
-def augmentation_examples(features: torch.Tensor, recipe: Recipe, mean: float = 0.0,
-                          std: float = 1.0, seed: int = 0) -> dict[str, torch.Tensor]:
-    """Return one (n_mels, frames) segment standardized, with each augmentation alone and all together.
-
-    The values are what the CNN sees before resizing: masks hide stripes by setting them to 0,
-    the training-set mean. Noise and gain levels are drawn as in training (seeded).
-    """
-    torch.manual_seed(seed)
-    batch = features.float().unsqueeze(0)  # (1, n_mels, frames)
-    frames = batch.shape[-1]
-    standardize = ModelInput(recipe.image_size, mean, std).normalize
-    plain = standardize(batch)
-    examples = {
-        "original": plain,
-        f"gain (up to ±{recipe.gain_db:g} dB)": standardize(
-            SignalAugment(replace(recipe, noise_std=0.0))(batch)),
-        f"noise (std up to {recipe.noise_std:g})": standardize(
-            SignalAugment(replace(recipe, gain_db=0.0))(batch)),
-        f"time mask (up to {min(recipe.time_mask, frames // 8)} frames)": SpecMasks(
-            recipe.time_mask, 0, frames)(plain),
-        f"frequency mask (up to {recipe.freq_mask} bins)": SpecMasks(0, recipe.freq_mask, frames)(
-            plain),
-    }
-    pipeline = InputPipeline(recipe, frames, mean, std)
-    signal = pipeline.signal(batch) if pipeline.signal is not None else batch
-    examples["all together"] = pipeline.masks(standardize(signal))
-    return {name: values[0] for name, values in examples.items()}
+def has_augmentation(recipe: Recipe) -> bool:  #@save
+    """Return True when the recipe asks for gain, noise, masks or mixup."""
+    return bool(recipe.gain_db or recipe.noise_std or recipe.time_mask or recipe.freq_mask
+                or recipe.mixup_alpha)

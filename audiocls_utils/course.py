@@ -1,4 +1,4 @@
-"""Plumbing for the course's notebooks: profile, dataset, working folder, runs, and `make demo`.
+"""The notebooks' session: profile, device, dataset, working folder, feature cache and saved runs.
 
 Every notebook starts with `course = setup_notebook(...)`. What it reads (all optional):
 
@@ -11,21 +11,17 @@ Every notebook starts with `course = setup_notebook(...)`. What it reads (all op
   built from), `runs/<recipe>-<profile>/` (one training run each), `runs/swanlog/` (SwanLab).
 - AUDIOCLS_WIDGETS: 0 draws static figures where a notebook would show ipywidgets sliders.
 
-`python -m audiocls_utils.course` executes the notebooks into `outputs/notebooks/` (executed
-copies and HTML) and prints each one's headline: that is `make demo`.
+This is plumbing a learner need not read: the chapters write the classifier's code themselves.
+`make demo` (`python -m audiocls_utils.engine.notebooks`) executes the notebooks.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
-import re
-import sys
-import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -43,11 +39,16 @@ from .data import (
     make_splits,
     save_manifest,
 )
+from .engine.cache import FeatureCache
+from .engine.runner import run_experiment
+from .engine.synth import generate_dataset
+from .engine.tracking import resolve_mode
 from .errors import AudioclsError
-from .files import write_bytes, write_json
-from .synth import GENRES, generate_dataset  # GTZAN's ten genres, which the built-in set copies
-from .tracking import resolve_mode
-from .train import pick_device, run_experiment, seed_everything
+from .files import save_torch, write_csv, write_json
+from .gtzan import GENRES  # GTZAN's ten genres, which the built-in set copies
+from .models import pick_device
+from .predict import model_bundle
+from .train import seed_everything
 
 PROFILE_ENV, DATA_ENV, WORKDIR_ENV, WIDGETS_ENV = (
     "AUDIOCLS_PROFILE", "AUDIOCLS_DATA", "AUDIOCLS_WORKDIR", "AUDIOCLS_WIDGETS")
@@ -61,8 +62,6 @@ PROFILE_NOTES = {
     "full": "the recipes as written: needs a GPU",
 }
 HEADLINE = "Headline: "  # the line `make demo` picks out of each executed notebook
-NOTEBOOKS = ("01_dataset_exploration", "02_spectrogram_visualization", "03_baseline_resnet18",
-             "04_advanced_resnext")
 
 
 # ----------------------------------------------------------------------------- where things are
@@ -258,6 +257,25 @@ class Course:
         size = "smoke" if self.profile == "smoke" else "cpu"  # a GTZAN-sized set would take minutes
         return build_manifest(synthetic_dataset(size, progress=False).root, progress=False)[0]
 
+    def log_mels(self, manifest: pd.DataFrame, config: FeatureConfig) -> list:
+        """Return one log-Mel per manifest row, from the feature cache: each is computed once."""
+        return FeatureCache().log_mels(manifest["path"].tolist(), config, progress=False)
+
+    def save_run(self, recipe: Recipe, model: torch.nn.Module, class_names: Sequence[str],
+                 num_frames: int, history: pd.DataFrame, metrics: dict[str, Any],
+                 manifest: pd.DataFrame | None = None) -> Run:
+        """Write a run trained in a notebook as `audiocls train` would: model.pt, metrics, history."""
+        folder = self.run_dir(recipe)
+        save_torch(model_bundle(model, recipe, class_names, num_frames), folder / "model.pt")
+        write_json(folder / "metrics.json", {"classes": list(class_names), "recipe": recipe.name,
+                                             "seed": self.seed, **metrics})
+        write_csv(history, folder / "history.csv")
+        write_json(folder / "recipe.json", recipe.to_dict())
+        if manifest is not None:
+            save_manifest(limit_per_class(manifest, recipe.clips_per_class, seed=self.seed),
+                          folder / "manifest.csv")
+        return read_run(folder)
+
     def recipe(self, name: str) -> Recipe:
         """Return the named recipe scaled to this notebook's profile."""
         return apply_profile(get_recipe(name), self.profile)
@@ -343,33 +361,6 @@ def recipe_table(recipes: Mapping[str, Recipe], differences_only: bool = True) -
     return table.rename_axis("setting")
 
 
-def describe_scaling(written: Recipe, used: Recipe) -> str:
-    """Return one line saying how the recipe in use differs from the recipe as written."""
-    if replace(used, name=written.name) == written:
-        return f"{used.name}: the recipe exactly as written."
-    keys = ["model", "image_size", "epochs", "segment_seconds", "warmup_epochs", "step_size",
-            "batch_size", "clips_per_class"]
-    changes = [f"{key} {getattr(written, key)} -> {getattr(used, key)}" for key in keys
-               if getattr(written, key) != getattr(used, key)]
-    return f"{used.name}: scaled down from the recipe as written ({'; '.join(changes)})."
-
-
-def describe_overfitting(history: pd.DataFrame) -> str:
-    """Return what the curves say: the train-validation gap and where validation loss bottomed out."""
-    last = history.iloc[-1]
-    best = history.loc[history["val_loss"].idxmin()]
-    gap = last["train_acc"] - last["val_acc"]
-    text = (f"Last epoch: training accuracy {last['train_acc']:.2f}, validation {last['val_acc']:.2f} "
-            f"(gap {gap:+.2f}). Validation loss was lowest at epoch {int(best['epoch'])} "
-            f"({best['val_loss']:.3f}) and ended at {last['val_loss']:.3f}.")
-    if last["val_loss"] > best["val_loss"] * 1.05 and int(best["epoch"]) < int(last["epoch"]):
-        text += " After that the model fitted the training clips better and the others worse: overfitting."
-    elif gap >= 0.1:
-        text += (" Training accuracy runs ahead of validation: the model already fits its training"
-                 " clips better than new ones, the first sign of overfitting.")
-    return text
-
-
 def compare_runs(runs: Sequence[Run]) -> pd.DataFrame:
     """Return one row per run: recipe, model, size, time, best validation accuracy, test scores."""
     from .models import count_parameters, create_model
@@ -384,8 +375,10 @@ def compare_runs(runs: Sequence[Run]) -> pd.DataFrame:
             "parameters (M)": round(count_parameters(model) / 1e6, 1),
             "image (px)": run.recipe.image_size,
             "epochs": run.recipe.epochs,
-            "train time (min)": round(run.history["seconds"].sum() / 60, 1),
-            "best val acc (seed's number)": round(float(run.history["val_acc"].max()), 3),
+            "train time (min)": (round(run.history["seconds"].sum() / 60, 1)
+                                 if "seconds" in run.history else None),
+            "best epoch": run.metrics.get("best_epoch"),
+            "best val acc": round(float(run.history["val_acc"].max()), 3),
             "test acc": round(run.test_accuracy, 3),
             "test macro-F1": round(float(run.metrics["test"]["macro_f1"]), 3),
         })
@@ -403,85 +396,6 @@ def genre_log_mels(manifest: pd.DataFrame, config: FeatureConfig, seconds: float
     return [(label, to_log_mel(load_audio(path, config.sample_rate)[: int(seconds *
                                                                          config.sample_rate)]), config)
             for label, path in zip(first["label"], first["path"], strict=True)]
-
-
-def describe_comparison(runs: Sequence[Run]) -> str:
-    """Return what a comparison says: can the seed's number rank the runs, and each step's change."""
-    best_val = [float(run.history["val_acc"].max()) for run in runs]
-    val_clip = 1 / runs[0].metrics["val"]["num_clips"]
-    lines = [f"Best validation accuracy (the seed's number): {', '.join(f'{v:.3f}' for v in best_val)}."]
-    if max(best_val) - min(best_val) <= val_clip + 1e-9:
-        lines[0] += f" All within one validation clip ({val_clip:.3f}): it cannot rank these runs."
-    for before, after in zip(runs, runs[1:], strict=False):
-        clip = 1 / after.metrics["test"]["num_clips"]
-        change = after.test_accuracy - before.test_accuracy
-        line = (f"{after.name} vs {before.name}: test accuracy {after.test_accuracy:.3f} vs "
-                f"{before.test_accuracy:.3f} ({change:+.3f}; one test clip is {clip:.3f})")
-        train_after, train_before = (float(r.history["train_acc"].iloc[-1]) for r in (after, before))
-        if abs(change) < 2 * clip:
-            line += ": within two clips, no measurable difference."
-        elif change < 0 and train_after < train_before - 0.1:
-            line += (f": {after.name} ends training at {train_after:.2f} training accuracy against "
-                     f"{train_before:.2f}, so it underfits: in {after.recipe.epochs} epochs its "
-                     "regularization (augmentation, learning-rate steps) costs more than it gives.")
-        else:
-            line += "."
-        lines.append(line)
-    return "\n".join(lines)
-
-
-def summary_features(log_mels: Sequence[torch.Tensor]) -> np.ndarray:
-    """Return each clip's mean and standard deviation per Mel band over time: (clips, 2 * n_mels)."""
-    return np.stack([torch.cat([m.float().mean(dim=1), m.float().std(dim=1)]).numpy()
-                     for m in log_mels])
-
-
-def nearest_neighbour_accuracy(features: np.ndarray, labels: Sequence[str], split: Sequence[str]
-                               ) -> float:
-    """Fit a 1-nearest-neighbour classifier on the train rows and return its test accuracy."""
-    from sklearn.neighbors import KNeighborsClassifier
-    from sklearn.preprocessing import StandardScaler
-
-    split, labels = np.asarray(split), np.asarray(labels)
-    train, test = split == "train", split == "test"
-    scaler = StandardScaler().fit(features[train])
-    classifier = KNeighborsClassifier(n_neighbors=1).fit(scaler.transform(features[train]),
-                                                          labels[train])
-    return float((classifier.predict(scaler.transform(features[test])) == labels[test]).mean())
-
-
-def leakage_experiment(manifest: pd.DataFrame, config: FeatureConfig | None = None, seed: int = 42
-                       ) -> pd.DataFrame:
-    """Score a 1-NN classifier on a random split and on a split by artist: leakage inflates the first."""
-    from .features import extract_log_mels
-
-    features = summary_features(extract_log_mels(manifest["path"].tolist(), config or
-                                                 FeatureConfig(), progress=False))
-    rows = []
-    for method in ("random", "group"):
-        split = make_splits(manifest, method, seed=seed)
-        train_groups = set(split.loc[split["split"] == "train", "group"])
-        test = split[split["split"] == "test"]
-        rows.append({
-            "split": method,
-            "test clips": len(test),
-            "test clips whose artist is in train": int(test["group"].isin(train_groups).sum()),
-            "1-NN test accuracy": round(nearest_neighbour_accuracy(
-                features, split["label"].tolist(), split["split"].tolist()), 3),
-        })
-    return pd.DataFrame(rows).set_index("split")
-
-
-def write_broken_examples(folder: str | Path, good_clip: str | Path) -> Path:
-    """Write a tiny two-class dataset with a corrupt jazz.00054.wav and a truncated clip; return it."""
-    folder = Path(folder)
-    audio = Path(good_clip).read_bytes()
-    for name in ("blues/blues.00000.wav", "blues/blues.00001.wav", "jazz/jazz.00053.wav"):
-        write_bytes(folder / name, audio)
-    rng = np.random.default_rng(54)
-    write_bytes(folder / "jazz" / "jazz.00054.wav", b"RIFF" + rng.bytes(4096))  # not a real WAV
-    write_bytes(folder / "jazz" / "jazz.00055.wav", audio[:30])  # cut inside the header
-    return folder
 
 
 # ----------------------------------------------------------------------------- widgets and audio
@@ -536,98 +450,3 @@ def show_clip(waveform: torch.Tensor | np.ndarray, sample_rate: int, title: str,
     figure.tight_layout()
     plt.show()
     display(Audio(samples, rate=sample_rate, normalize=bool(np.abs(samples).max() > 0)))
-
-
-# ----------------------------------------------------------------------------- make demo
-
-@dataclass
-class NotebookResult:
-    """One executed notebook: where it went, how long it took, and its headline."""
-
-    name: str
-    seconds: float
-    headline: str
-    html: Path
-
-
-def notebook_headline(notebook: Any) -> str:
-    """Return the last `Headline: ...` line a notebook printed, or '' if none."""
-    found = ""
-    for cell in notebook.cells:
-        for output in cell.get("outputs", []):
-            if output.get("output_type") == "stream":
-                for line in output.get("text", "").splitlines():
-                    if line.startswith(HEADLINE):
-                        found = line.removeprefix(HEADLINE)
-    return found
-
-
-def run_notebook(path: Path, out_dir: Path, timeout: int = 3600) -> NotebookResult:
-    """Execute one notebook in its folder; write the executed copy and its HTML to `out_dir`."""
-    import nbformat
-    from nbclient import NotebookClient
-    from nbconvert import HTMLExporter
-
-    notebook = nbformat.read(path, as_version=4)
-    started = time.perf_counter()
-    client = NotebookClient(notebook, timeout=timeout, kernel_name="python3",
-                            resources={"metadata": {"path": str(path.parent)}},
-                            extra_arguments=["--IPKernelApp.log_level=ERROR"])  # no TCP notice
-    try:
-        client.execute()
-    finally:  # a failing notebook still leaves its executed copy, to see where it failed
-        out_dir.mkdir(parents=True, exist_ok=True)
-        write_bytes(out_dir / path.name, nbformat.writes(notebook).encode())
-    seconds = time.perf_counter() - started
-    html, _ = HTMLExporter().from_notebook_node(notebook)
-    html_path = out_dir / f"{path.stem}.html"
-    write_bytes(html_path, html.encode())
-    return NotebookResult(path.stem, seconds, notebook_headline(notebook), html_path)
-
-
-def run_notebooks(paths: Sequence[Path], out_dir: Path, profile: str = "cpu",
-                  timeout: int = 3600) -> list[NotebookResult]:
-    """Execute notebooks in order in `profile` (static figures), printing each one's headline."""
-    os.environ[PROFILE_ENV] = profile
-    os.environ[WIDGETS_ENV] = "0"
-    if not os.environ.get(DATA_ENV):
-        os.environ[DATA_ENV] = "synthetic"
-        print(f"Using the built-in dataset (set {DATA_ENV}=data/GTZAN to run on GTZAN)")
-    print(f"Executing {len(paths)} notebooks in the {profile} profile; outputs in "
-          f"{os.environ.get(WORKDIR_ENV) or workdir()}", flush=True)
-    results = []
-    for path in paths:
-        print(f"==> {path.name} ...", flush=True)
-        result = run_notebook(path, out_dir, timeout)
-        print(f"    {result.seconds:.0f} s  {result.headline or '(no headline)'}", flush=True)
-        results.append(result)
-    return results
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Execute the course's notebooks (make demo) and print a summary."""
-    parser = argparse.ArgumentParser(description="Execute the course notebooks into HTML.")
-    parser.add_argument("--out", type=Path, default=Path("outputs/notebooks"))
-    parser.add_argument("--profile", default="cpu", choices=list(PROFILES))
-    parser.add_argument("--timeout", type=int, default=3600, help="seconds per cell")
-    parser.add_argument("notebooks", nargs="*", type=Path,
-                        help="notebooks to run (default: the four chapters, in order)")
-    args = parser.parse_args(argv)
-    paths = args.notebooks or [course_root() / "notebooks" / f"{n}.ipynb" for n in NOTEBOOKS]
-    started = time.perf_counter()
-    try:
-        results = run_notebooks(paths, args.out, args.profile, args.timeout)
-    except Exception as error:  # noqa: BLE001 - one line naming the notebook, not a kernel dump
-        last_line = re.sub(r"\x1b\[[0-9;]*m", "", str(error).strip().splitlines()[-1])  # no colours
-        print(f"make demo: a notebook failed: {last_line[:300]}\n"
-              f"See the executed copy in {args.out}/ for the cell.", file=sys.stderr)
-        return 1
-    print("\nnotebook                          time  headline")
-    for result in results:
-        print(f"{result.name:<32} {result.seconds:>5.0f} s  {result.headline}")
-    print(f"Total {time.perf_counter() - started:.0f} s. Executed notebooks and HTML in {args.out}/")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

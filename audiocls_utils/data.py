@@ -5,21 +5,20 @@ from __future__ import annotations
 import difflib
 import os
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import Dataset, DistributedSampler, Sampler
+from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from .audio import AudioInfo, describe_audio, is_audio_path
 from .config import SPLIT_NAMES
 from .errors import AudioclsError
-from .features import LogMelSource, crop_or_pad, feature_dtype, read_segment, window_starts
+from .features import crop_or_pad, window_starts
 from .files import write_csv
 from .gtzan import split_filtered
 
@@ -36,7 +35,7 @@ KNOWN_BAD_FILES = {
 }
 
 GROUPS_FILE = "groups.csv"
-SYNTH_MARKER = ".synth.json"  # written by audiocls_utils.synth: its files are not GTZAN's
+SYNTH_MARKER = ".synth.json"  # written by audiocls_utils.engine.synth: its files are not GTZAN's
 MIN_SECONDS = 0.1  # shorter clips hold too little sound to classify: excluded
 LONG_SECONDS = 600.0  # longer clips are kept, with a note: training sees random segments of them
 
@@ -242,7 +241,7 @@ def class_names(manifest: pd.DataFrame) -> list[str]:
 def split_random(
     manifest: pd.DataFrame, test_fraction: float = 0.2, val_fraction: float = 0.1, seed: int = 42
 ) -> pd.DataFrame:
-    """Split each class at random: the seed's 80/20 (its 20% is our test set), val from the 80%."""
+    """Split each class at random: the original recipe's 80/20 (its 20% is our test set), val from the 80%."""
     rng = np.random.default_rng(seed)
     split = pd.Series("train", index=manifest.index)
     for _, members in manifest.groupby("label", sort=True):
@@ -385,119 +384,43 @@ def load_manifest(path: str | Path) -> pd.DataFrame:
     return manifest
 
 
-class SegmentDataset(Dataset):
-    """Serve fixed-length log-Mel segments: one random crop per clip in training, every window
-    (with its clip index) in evaluation.
+class SegmentDataset(Dataset):  #@save
+    """Serve fixed-length log-Mel segments as (segment, target, clip index): one random crop of
+    each clip per epoch in training, every window of every clip in evaluation."""
 
-    `log_mels` may be tensors or memory-mapped cache entries (`cache.CachedLogMel`): only each
-    segment is read into memory. Segments keep the features' dtype (float16 for dB): the input
-    pipeline converts them on the device, which halves what crosses to it.
-    """
+    def __init__(self, log_mels, targets, num_frames, train, hop_frames=None):
+        assert len(log_mels) == len(targets), "one target per clip"
+        self.log_mels, self.targets = list(log_mels), list(targets)
+        self.num_frames, self.train = num_frames, train
+        # Evaluation windows, (clip, first frame): overlapping, and the last one ends at the clip's end.
+        self.windows = [(clip, start) for clip, log_mel in enumerate(self.log_mels)
+                        for start in window_starts(log_mel.shape[-1], num_frames,
+                                                   hop_frames or num_frames)]
 
-    def __init__(
-        self,
-        log_mels: Sequence[LogMelSource],
-        targets: Sequence[int],
-        num_frames: int,
-        train: bool,
-        hop_frames: int | None = None,
-    ) -> None:
-        if len(log_mels) != len(targets):
-            raise ValueError(f"{len(log_mels)} features but {len(targets)} targets")
-        self.log_mels = list(log_mels)
-        self.targets = list(targets)
-        self.num_frames = num_frames
-        self.train = train
-        hop = hop_frames or num_frames
-        self.windows = [
-            (clip, start)
-            for clip, features in enumerate(self.log_mels)
-            for start in ([0] if train else window_starts(features.shape[-1], num_frames, hop))
-        ]
-
-    def __len__(self) -> int:
+    def __len__(self):
         return len(self.log_mels) if self.train else len(self.windows)
 
-    def __getitem__(self, index: int | tuple[int, float]) -> tuple[torch.Tensor, int, int]:
-        """Return (segment (n_mels, num_frames), target, clip index).
-
-        In training, `index` is a clip or a (clip, position in [0, 1)) pair from
-        `SegmentSampler`; a bare clip gets a position drawn from torch's generator.
-        """
-        clip, start = self._locate(index)
-        segment = crop_or_pad(self.log_mels[clip], start, self.num_frames)
+    def __getitem__(self, index):
+        clip, start = self.locate(index)
+        segment = crop_or_pad(self.log_mels[clip], start, self.num_frames)  # (n_mels, num_frames)
         return segment, self.targets[clip], clip
 
-    def __getitems__(self, indices: Sequence[int | tuple[int, float]]) -> SegmentBatch:
-        """Return a whole batch, as `collate_segments` would batch the items.
-
-        DataLoader asks for batches this way when a dataset offers it: each segment is read
-        (from memory or its cache file) straight into one batch tensor, a copy fewer than
-        items that are then stacked.
-        """
-        located = [self._locate(index) for index in indices]
-        first = self.log_mels[located[0][0]]
-        segments = torch.empty((len(located), *first.shape[:-1], self.num_frames),
-                               dtype=feature_dtype(first))
-        for row, (clip, start) in enumerate(located):
-            read_segment(self.log_mels[clip], start, self.num_frames, segments[row])
-        return SegmentBatch(segments, torch.tensor([self.targets[clip] for clip, _ in located]),
-                            torch.tensor([clip for clip, _ in located]))
-
-    def _locate(self, index: int | tuple[int, float]) -> tuple[int, int]:
-        """Return the clip and first frame of item `index`."""
+    def locate(self, index):
+        """Return the clip and first frame of item `index`: in training, a random crop of clip `index`."""
         if not self.train:
             return self.windows[index]
-        clip, position = index if isinstance(index, tuple) else (index, float(torch.rand(())))
-        spare = max(0, self.log_mels[clip].shape[-1] - self.num_frames)
-        return clip, min(spare, int(position * (spare + 1)))
+        spare = max(0, self.log_mels[index].shape[-1] - self.num_frames)  # frames a crop can skip
+        return index, int(torch.randint(spare + 1, ()))
 
 
-class SegmentBatch(NamedTuple):
-    """A batch of segments: (batch, n_mels, num_frames) features, targets and clip indices."""
-
-    segments: torch.Tensor
-    targets: torch.Tensor
-    clips: torch.Tensor
-
-
-def collate_segments(items: list[tuple[torch.Tensor, int, int]] | SegmentBatch) -> SegmentBatch:
-    """Batch SegmentDataset items: (batch, n_mels, num_frames) segments, targets, clip indices.
-
-    DataLoader hands over the batch that `SegmentDataset.__getitems__` already made: it is
-    passed on as it is. A list of items (from indexing the dataset by hand) is stacked.
-    """
-    if isinstance(items, SegmentBatch):
-        return items
-    segments, targets, clips = zip(*items, strict=True)
-    return SegmentBatch(torch.stack(segments), torch.tensor(targets), torch.tensor(clips))
-
-
-class SegmentSampler(Sampler[tuple[int, float]]):
-    """Yield (clip, crop position in [0, 1)) pairs for one training epoch of one rank.
-
-    Clips are shuffled and shared between ranks by DistributedSampler (seeded by seed + epoch);
-    positions are drawn from (seed, epoch, rank) in the main process. So the crops depend on
-    neither the number of DataLoader workers nor their persistence, and a resumed run repeats
-    them. Call `set_epoch` before each epoch.
-    """
-
-    def __init__(self, num_clips: int, seed: int = 0, rank: int = 0, world_size: int = 1) -> None:
-        self.order = DistributedSampler(range(num_clips), num_replicas=world_size, rank=rank,
-                                        shuffle=True, seed=seed)
-        self.seed, self.rank, self.epoch = seed, rank, 0
-
-    def set_epoch(self, epoch: int) -> None:
-        """Choose the epoch whose order and crops to yield."""
-        self.epoch = epoch
-        self.order.set_epoch(epoch)
-
-    def __len__(self) -> int:
-        return len(self.order)
-
-    def __iter__(self) -> Iterator[tuple[int, float]]:
-        clips = list(self.order)
-        state = np.random.SeedSequence([self.seed, self.epoch, self.rank]).generate_state(1)
-        generator = torch.Generator().manual_seed(int(state[0]))
-        positions = torch.rand(len(clips), generator=generator, dtype=torch.float64).tolist()
-        return iter(zip(clips, positions, strict=True))
+def split_loaders(manifest, log_mels, class_names, num_frames, batch_size):  #@save
+    """Return a DataLoader per split: shuffled random crops for train, every window for val and test."""
+    loaders = {}
+    for split, rows in manifest.groupby("split"):
+        positions = [manifest.index.get_loc(i) for i in rows.index]  # rows of this split
+        targets = [class_names.index(label) for label in rows["label"]]  # label -> index
+        train = split == "train"
+        dataset = SegmentDataset([log_mels[p] for p in positions], targets, num_frames, train,
+                                 hop_frames=num_frames // 2)  # evaluation windows overlap by half
+        loaders[split] = DataLoader(dataset, batch_size=batch_size, shuffle=train)
+    return loaders

@@ -1,10 +1,12 @@
-"""Write outputs atomically: a temporary file in the same folder, then a rename.
+"""Files: outputs written atomically, and the SHA-256 of a file's bytes.
 
-A run killed at any moment leaves either the old file or the new one, never half of one.
+Writes go to a temporary file in the same folder, then a rename: a run killed at any moment
+leaves either the old file or the new one, never half of one.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -17,6 +19,18 @@ import torch
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
+_CHUNK = 1 << 20  # bytes hashed at a time
+
+
+def file_sha256(path: str | Path) -> str:
+    """Return the SHA-256 of a file's bytes, as 64 hex digits (read 1 MiB at a time)."""
+    digest = hashlib.sha256()
+    buffer = bytearray(_CHUNK)
+    view = memoryview(buffer)
+    with open(path, "rb", buffering=0) as file:
+        while size := file.readinto(buffer):
+            digest.update(view[:size])
+    return digest.hexdigest()
 
 
 def write_bytes(path: str | Path, data: bytes, fsync: bool = True) -> None:

@@ -1,10 +1,16 @@
-"""Build torchvision CNNs with a new classification head, ImageNet weights when they can be had."""
+"""Build the classifier: a torchvision CNN with a new head, fed log-Mel segments as images.
+
+`LogMelToImage` and `create_model` are written and explained in chapter 03; this is that code.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import pickle
 import socket
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -14,6 +20,52 @@ from torch import nn
 from .errors import AudioclsError
 
 PRETRAINED_CHOICES = ("auto", "yes", "no")
+RESNET_FAMILY = ("resnet", "resnext", "wide_resnet", "regnet")  # torchvision models with an `fc` head
+
+
+class LogMelToImage(nn.Module):  #@save
+    """Standardize log-Mel segments and shape them like a batch of ImageNet images."""
+
+    def __init__(self, image_size: int, mean: float = 0.0, std: float = 1.0) -> None:
+        super().__init__()
+        self.image_size = image_size
+        # Buffers, not parameters: saved with the model, never trained.
+        self.register_buffer("mean", torch.tensor(float(mean)))
+        self.register_buffer("std", torch.tensor(float(std)))
+
+    def forward(self, log_mel: torch.Tensor) -> torch.Tensor:
+        x = log_mel.float().unsqueeze(1)  # (batch, 1, n_mels, frames): a one-channel image
+        x = nn.functional.interpolate(x, size=(self.image_size, self.image_size),
+                                      mode="bilinear", align_corners=False)
+        # Standardized after resizing: the same values (each pixel is a weighted mean of its
+        # neighbours, weights summing to 1), computed on fewer numbers.
+        x = (x - self.mean) / self.std  # mean 0, std 1 on the training set
+        return x.expand(-1, 3, -1, -1)  # (batch, 3, size, size): the RGB input ImageNet CNNs expect
+
+
+def create_model(name: str, num_classes: int, image_size: int = 224, mean: float = 0.0,  #@save
+                 std: float = 1.0, pretrained: str = "auto") -> nn.Sequential:
+    """Build a torchvision ResNet-family CNN with a `num_classes`-way head, taking log-Mels."""
+    weights = "DEFAULT" if imagenet_weights_available(name, pretrained) else None
+    with loading_weights(name):  # a stalled download or a damaged file: one clear line
+        backbone = torchvision.models.get_model(name, weights=weights)
+    backbone.fc = nn.Linear(backbone.fc.in_features, num_classes)  # the new head, trained from scratch
+    return nn.Sequential(LogMelToImage(image_size, mean, std), backbone)
+
+
+@contextlib.contextmanager
+def loading_weights(model_name: str) -> Iterator[None]:
+    """Give a weights download 30 s of silence at most, and turn a failed load into one line."""
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(30)
+    try:
+        yield
+    except (OSError, RuntimeError, pickle.UnpicklingError, EOFError) as error:
+        _, cached = weights_file(model_name)
+        raise AudioclsError(f"Could not load ImageNet weights for {model_name} ({error}). If "
+                            f"{cached} is damaged, delete it and run again.") from None
+    finally:
+        socket.setdefaulttimeout(previous)
 
 
 def weights_file(model_name: str) -> tuple[str, Path]:
@@ -22,8 +74,10 @@ def weights_file(model_name: str) -> tuple[str, Path]:
         weights = torchvision.models.get_model_weights(model_name).DEFAULT
     except (ValueError, KeyError):
         raise AudioclsError(f"Unknown model {model_name!r}; try resnet18 or resnext101_32x8d") from None
-    url = weights.url
-    return url, Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url)
+    if not model_name.startswith(RESNET_FAMILY):
+        raise AudioclsError(f"{model_name} has no `fc` head to replace: the course builds ResNet-"
+                            f"family models ({', '.join(RESNET_FAMILY)}...), e.g. resnet18")
+    return weights.url, Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(weights.url)
 
 
 def _online(url: str, timeout: float = 3.0) -> bool:
@@ -38,12 +92,14 @@ def _online(url: str, timeout: float = 3.0) -> bool:
         return False
 
 
-def resolve_pretrained(model_name: str, pretrained: str | bool) -> bool:
-    """Decide whether to load ImageNet weights; 'auto' says in one line when it cannot."""
+def imagenet_weights_available(model_name: str, pretrained: str | bool = "auto") -> bool:
+    """Decide whether to load ImageNet weights: cached or reachable. 'auto' says in one line
+    when it trains from scratch; 'yes' stops, naming the file to fetch and where to put it."""
     choice = {True: "yes", False: "no"}.get(pretrained, pretrained)  # type: ignore[call-overload]
     if choice not in PRETRAINED_CHOICES:
         raise AudioclsError(f"pretrained must be one of {PRETRAINED_CHOICES}, not {pretrained!r}")
     if choice == "no":
+        weights_file(model_name)  # still names an unknown model
         return False
     url, cached = weights_file(model_name)
     if cached.exists() or _online(url):
@@ -59,32 +115,15 @@ def resolve_pretrained(model_name: str, pretrained: str | bool) -> bool:
     return False
 
 
-def create_model(model_name: str, num_classes: int, pretrained: str | bool = "auto") -> nn.Module:
-    """Build a torchvision classifier with a `num_classes`-way head."""
-    use_weights = resolve_pretrained(model_name, pretrained)
-    previous_timeout = socket.getdefaulttimeout()
-    socket.setdefaulttimeout(30)  # a stalled download fails instead of hanging
-    try:
-        model = torchvision.models.get_model(model_name, weights="DEFAULT" if use_weights else None)
-    except (OSError, RuntimeError) as error:
-        raise AudioclsError(f"Could not load ImageNet weights for {model_name}: {error}") from None
-    finally:
-        socket.setdefaulttimeout(previous_timeout)
-    replace_head(model, num_classes)
-    return model
-
-
-def replace_head(model: nn.Module, num_classes: int) -> None:
-    """Swap the last Linear layer (fc, classifier, classifier[-1] or heads.head) for a new one."""
-    for owner in (model, getattr(model, "heads", None)):
-        for name in ("fc", "classifier", "head"):
-            layer = getattr(owner, name, None)
-            if isinstance(layer, nn.Sequential) and len(layer) and isinstance(layer[-1], nn.Linear):
-                owner, name, layer = layer, str(len(layer) - 1), layer[-1]
-            if isinstance(layer, nn.Linear):
-                setattr(owner, name, nn.Linear(layer.in_features, num_classes))
-                return
-    raise AudioclsError(f"Don't know where the classification head of {type(model).__name__} is")
+def pick_device(requested: str | None = None) -> torch.device:
+    """Return the requested device, else CUDA, then Apple's MPS, then the CPU."""
+    if requested:
+        return torch.device(requested)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
 
 
 def count_parameters(model: nn.Module) -> int:

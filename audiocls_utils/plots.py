@@ -245,27 +245,21 @@ def plot_mel_scale(max_hz: float) -> Figure:
     return figure
 
 
-def plot_model_input(image: torch.Tensor, title: str = "What the CNN receives") -> Figure:
-    """Plot the three channels of one (3, height, width) model input, in pixels."""
-    values = np.asarray(image.detach().cpu(), dtype=np.float32)
-    figure, axes = plt.subplots(1, 3, figsize=(11, 3.2))
-    for channel, ax in enumerate(axes):
-        shown = ax.imshow(values[channel], origin="lower", cmap=CMAP)
-        ax.set(title=f"channel {channel} ({values.shape[1]}x{values.shape[2]} px)",
-               xlabel="Time (px)", ylabel="Mel band (px)")
-        figure.colorbar(shown, ax=ax, label="Standardized value (std units)")
-    figure.suptitle(title)
-    figure.tight_layout()
-    return figure
-
-
 def plot_lr_schedule(recipes: Mapping[str, Recipe]) -> Figure:
-    """Plot each recipe's learning rate per epoch (warmup, then steps), on a log scale."""
+    """Plot the learning rate per epoch that `train.make_scheduler` gives each recipe, on a log scale."""
+    from .train import make_scheduler  # training code: imported only when this figure is drawn
+
     figure, ax = plt.subplots(figsize=(7, 3))
     for name, recipe in recipes.items():
-        epochs = np.arange(1, recipe.epochs + 1)
-        ax.step(epochs, [recipe.lr * recipe.lr_factor(e - 1) for e in epochs], where="mid",
-                marker="o", markersize=3, label=name)
+        optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=recipe.lr)
+        scheduler = make_scheduler(optimizer, recipe)
+        rates = []
+        for _ in range(recipe.epochs):  # the rate each epoch trains with, stepped as `fit` does
+            rates.append(optimizer.param_groups[0]["lr"])
+            optimizer.step()
+            scheduler.step()
+        ax.step(np.arange(1, recipe.epochs + 1), rates, where="mid", marker="o", markersize=3,
+                label=name)
     ax.set(title="Learning rate per epoch", xlabel="Epoch", ylabel="Learning rate", yscale="log")
     ax.grid(alpha=0.3)
     ax.legend()
@@ -293,5 +287,37 @@ def plot_run_comparison(histories: Mapping[str, pd.DataFrame], test_accuracy: Ma
         bars.text(position, value + 0.02, f"{value:.3f}", ha="center")
     bars.set(title="Test accuracy", xlabel="Recipe", ylabel="Accuracy", ylim=(0, 1.1))
     curves.xaxis.set_major_locator(MaxNLocator(integer=True))
+    figure.tight_layout()
+    return figure
+
+
+def plot_before_after(before: torch.Tensor | np.ndarray, after: torch.Tensor | np.ndarray,
+                      config: FeatureConfig, title: str, unit: str = "dB") -> Figure:
+    """Plot a (n_mels, frames) segment before and after a change, on one scale, and their difference."""
+    before, after = (np.asarray(v, dtype=np.float32) for v in (before, after))
+    figure, axes = plt.subplots(1, 3, figsize=(14, 3.2))
+    low, high = float(min(before.min(), after.min())), float(max(before.max(), after.max()))
+    plot_spectrogram(before, config, "before", ax=axes[0], colorbar_label=unit, vmin=low, vmax=high)
+    plot_spectrogram(after, config, "after", ax=axes[1], colorbar_label=unit, vmin=low, vmax=high)
+    difference = after - before
+    reach = float(np.abs(difference).max()) or 1.0  # a symmetric scale: 0 is white
+    seconds = before.shape[1] * config.hop_length / config.sample_rate
+    image = axes[2].imshow(difference, origin="lower", aspect="auto", cmap="RdBu_r", vmin=-reach,
+                           vmax=reach, extent=(0, seconds, 0, before.shape[0]))
+    axes[2].set(title="after - before", xlabel="Time (s)", ylabel="Mel bin")
+    figure.colorbar(image, ax=axes[2], label=f"Change ({unit})")
+    figure.suptitle(title)
+    figure.tight_layout()
+    return figure
+
+
+def plot_cnn_input(image: torch.Tensor, title: str = "What the CNN receives") -> Figure:
+    """Plot one channel of a (3, height, width) model input (the three are copies), in pixels."""
+    values = np.asarray(image.detach().cpu(), dtype=np.float32)
+    figure, ax = plt.subplots(figsize=(5, 4))
+    shown = ax.imshow(values[0], origin="lower", cmap=CMAP)
+    ax.set(title=f"{title}\nchannel 0 of {values.shape[0]}, {values.shape[1]}x{values.shape[2]} px",
+           xlabel="Time (px)", ylabel="Mel band (px)")
+    figure.colorbar(shown, ax=ax, label="Standardized value (std units)")
     figure.tight_layout()
     return figure

@@ -5,7 +5,7 @@ training seed changes between repeats. Prints a Markdown table for the README an
 results.csv. Example (the README's rows):
 
     python benchmarks/compare_recipes.py --data-dir data/synth --split group \\
-        --recipes seed-baseline baseline course --profile cpu --seeds 0 1 --out runs/compare-synth
+        --recipes original-baseline baseline course --profile cpu --seeds 0 1 --out runs/compare-synth
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ import pandas as pd
 
 from audiocls_utils.config import FeatureConfig, Recipe, apply_profile, get_recipe
 from audiocls_utils.data import build_manifest, make_splits
+from audiocls_utils.engine.runner import run_experiment
 from audiocls_utils.files import write_csv
-from audiocls_utils.train import run_experiment
 
 # Speech at 8 kHz (FSDD): a 64 ms window and a 16 ms hop suit words better than music settings.
 SPEECH = FeatureConfig(sample_rate=8000, n_fft=512, hop_length=128, n_mels=64)
@@ -70,7 +70,7 @@ def main() -> None:
     parser.add_argument("--label-pattern", default=None)
     parser.add_argument("--split", default="group", choices=["random", "group", "filtered"])
     parser.add_argument("--split-seed", type=int, default=42)
-    parser.add_argument("--recipes", nargs="+", default=["seed-baseline", "baseline", "course"])
+    parser.add_argument("--recipes", nargs="+", default=["original-baseline", "baseline", "course"])
     parser.add_argument("--profile", default="cpu", choices=["smoke", "cpu", "full"])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--features", default="recipe", choices=["recipe", "speech"],

@@ -18,8 +18,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from audiocls_utils.audio import load_audio  # noqa: E402
 from audiocls_utils.config import FeatureConfig  # noqa: E402
-from audiocls_utils.dashboard import free_port, render_page, start_dashboard  # noqa: E402
 from audiocls_utils.data import build_manifest  # noqa: E402
+from audiocls_utils.engine.dashboard import free_port, render_page, start_dashboard  # noqa: E402
 from audiocls_utils.features import log_mel  # noqa: E402
 from audiocls_utils.plots import plot_spectrogram  # noqa: E402
 

@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from faults import write_fault_dataset
 
 from audiocls_utils import audio
-from audiocls_utils.cli import main
 from audiocls_utils.data import build_manifest
+from audiocls_utils.engine.cli import main
 from audiocls_utils.errors import AudioclsError
-from audiocls_utils.faults import write_fault_dataset
 
 # file -> words its "Excluded" line must hold
 EXCLUDED = {

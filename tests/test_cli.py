@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from audiocls_utils.cli import main
+from audiocls_utils.engine.cli import main
 
 
 def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
@@ -82,7 +82,7 @@ def test_help_has_examples() -> None:
 def test_evaluate_warns_when_the_scored_clips_trained_the_model(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from audiocls_utils.cli import _warn_if_trained_on
+    from audiocls_utils.engine.cli import _warn_if_trained_on
 
     (tmp_path / "manifest.csv").write_text("path,label,split\n/a.wav,x,train\n/b.wav,x,test\n")
     _warn_if_trained_on(pd.DataFrame({"path": ["/b.wav"]}), tmp_path / "model.pt")

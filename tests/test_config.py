@@ -1,12 +1,14 @@
-"""Recipes and profiles: the seed's schedule, JSON round trips, clear errors."""
+"""Recipes and profiles: the original recipe's schedule, JSON round trips, clear errors."""
 
 from __future__ import annotations
 
 import json
 
 import pytest
+from helpers import scheduled_rates
 
 from audiocls_utils.config import (
+    ALIASES,
     RECIPES,
     FeatureConfig,
     Recipe,
@@ -18,8 +20,9 @@ from audiocls_utils.errors import AudioclsError
 
 
 def test_advanced_schedule_warms_up_for_5_epochs_then_steps_every_10() -> None:
-    recipe = get_recipe("seed-advanced")
-    factors = [recipe.lr_factor(epoch) for epoch in range(30)]
+    recipe = get_recipe("original-advanced")
+    assert recipe.epochs == 30
+    factors = scheduled_rates(recipe)  # rates of a base rate of 1: the factors
     assert factors[:5] == pytest.approx([0.2, 0.4, 0.6, 0.8, 1.0])
     assert factors[5:15] == pytest.approx([1.0] * 10)
     assert factors[15:25] == pytest.approx([0.1] * 10)
@@ -27,16 +30,26 @@ def test_advanced_schedule_warms_up_for_5_epochs_then_steps_every_10() -> None:
 
 
 def test_baseline_rate_is_constant() -> None:
-    assert {get_recipe("baseline").lr_factor(e) for e in range(20)} == {1.0}
+    recipe = get_recipe("baseline")
+    assert scheduled_rates(recipe, lr=recipe.lr) == pytest.approx([1e-4] * 20)
 
 
-def test_seed_recipes_keep_the_seed_settings() -> None:
-    baseline, advanced = RECIPES["seed-baseline"], RECIPES["seed-advanced"]
+def test_original_recipes_keep_the_original_settings() -> None:
+    baseline, advanced = RECIPES["original-baseline"], RECIPES["original-advanced"]
     assert (baseline.model, baseline.image_size, baseline.batch_size, baseline.epochs,
             baseline.lr) == ("resnet18", 224, 16, 20, 1e-4)
     assert (advanced.model, advanced.image_size, advanced.epochs) == ("resnext101_32x8d", 512, 30)
-    assert not baseline.feature.to_db  # the seed's missing dB scaling, kept on purpose
+    assert not baseline.feature.to_db  # the original recipe's missing dB scaling, kept on purpose
     assert RECIPES["baseline"].feature.to_db and RECIPES["baseline"].normalize
+
+
+def test_the_old_recipe_names_still_work() -> None:
+    # `audiocls train --recipe seed-baseline` worked before the recipes were renamed.
+    assert get_recipe("seed-baseline") == get_recipe("original-baseline")
+    assert get_recipe("seed-advanced") == get_recipe("original-advanced")
+    assert get_recipe("seed-baseline").name == "original-baseline"
+    assert set(ALIASES.values()) <= set(RECIPES)
+    assert not set(ALIASES) & set(RECIPES)  # an alias never hides a recipe
 
 
 def test_recipe_round_trips_through_json() -> None:

@@ -1,5 +1,6 @@
-"""Notebook plumbing: profile, dataset and working folder from the environment; runs reused only
-when they match; the small lessons' numbers; the static and interactive explorers; make demo."""
+"""The notebooks' session: profile, dataset and working folder from the environment; features from
+the cache; runs saved from a notebook and reused only when they match; the small lessons'
+numbers; the static and interactive explorers; make demo."""
 
 from __future__ import annotations
 
@@ -16,32 +17,28 @@ import pytest
 import torch
 
 from audiocls_utils import course
+from audiocls_utils.audio import load_audio
 from audiocls_utils.config import apply_profile, get_recipe
 from audiocls_utils.course import (
     Course,
     DatasetInfo,
     Run,
     compare_runs,
-    describe_comparison,
-    describe_overfitting,
-    describe_scaling,
     explore,
     find_dataset,
-    leakage_experiment,
-    nearest_neighbour_accuracy,
-    notebook_headline,
     read_run,
     recipe_table,
     resolve_profile,
     same_run_inputs,
-    summary_features,
     tracking_mode,
     widgets_enabled,
     workdir,
-    write_broken_examples,
 )
 from audiocls_utils.data import build_manifest, limit_per_class, make_splits, save_manifest
+from audiocls_utils.engine import notebooks
+from audiocls_utils.engine.notebooks import notebook_headline
 from audiocls_utils.errors import AudioclsError
+from audiocls_utils.features import LogMel
 from audiocls_utils.files import write_csv, write_json
 
 GENRES = ("blues", "classical", "country", "disco", "hiphop", "jazz", "metal", "pop", "reggae",
@@ -148,94 +145,21 @@ def test_a_run_is_reused_only_with_the_same_recipe_split_and_seed(
 
 
 def test_recipe_table_shows_exactly_what_the_course_fixed() -> None:
-    table = recipe_table({"seed": get_recipe("seed-baseline"), "course": get_recipe("baseline")})
+    table = recipe_table({"original": get_recipe("original-baseline"),
+                          "course": get_recipe("baseline")})
     assert sorted(table.index) == ["feature.to_db", "feature.top_db", "normalize"]
     assert table.loc["feature.to_db"].tolist() == [False, True]
     assert len(recipe_table({"a": get_recipe("baseline")}, differences_only=False)) > 20
 
 
-def test_describe_scaling_names_each_change_in_one_line() -> None:
-    written = get_recipe("advanced")
-    line = describe_scaling(written, apply_profile(written, "cpu"))
-    assert "model resnext101_32x8d -> " in line and "epochs 30 -> 10" in line and "\n" not in line
-    assert "exactly as written" in describe_scaling(written, apply_profile(written, "full"))
-
-
-def test_describe_overfitting_reads_the_gap_and_the_turning_point() -> None:
-    history = pd.DataFrame({"epoch": [1, 2, 3, 4], "train_acc": [0.4, 0.7, 0.9, 1.0],
-                            "val_acc": [0.4, 0.6, 0.65, 0.6],
-                            "val_loss": [1.5, 1.0, 1.2, 1.4]})
-    text = describe_overfitting(history)
-    assert "training accuracy 1.00, validation 0.60 (gap +0.40)" in text
-    assert "lowest at epoch 2 (1.000)" in text and "overfitting" in text
-    history["val_loss"] = [1.5, 1.2, 1.0, 0.9]
-    assert "first sign of overfitting" in describe_overfitting(history)  # loss still falls, gap 0.4
-    history["val_acc"] = [0.4, 0.7, 0.9, 0.95]
-    assert "overfitting" not in describe_overfitting(history)
-
-
-def test_compare_runs_reports_the_seeds_number_beside_the_test_set(
+def test_compare_runs_reports_best_validation_beside_the_test_set(
         tmp_path: Path, tone_dataset: Path) -> None:
     manifest = make_splits(build_manifest(tone_dataset, progress=False)[0], "random")
     table = compare_runs([_fake_run(tmp_path / "run", manifest)])
     row = table.loc["baseline@smoke"]
     assert row["model"] == "resnet18" and row["parameters (M)"] == 11.2  # 11,177,538 with 2 classes
-    assert row["best val acc (seed's number)"] == 0.8 and row["test acc"] == 0.75
+    assert row["best val acc"] == 0.8 and row["test acc"] == 0.75
     assert row["train time (min)"] == 1.0
-
-
-def _run(name: str, test: float, train: float, val: float) -> Run:
-    """Return a finished run with 30 test and 30 validation clips (one clip = 0.033)."""
-    history = pd.DataFrame({"epoch": [1, 2], "train_acc": [0.3, train], "val_acc": [val, 0.1]})
-    return Run(name, replace(get_recipe("baseline"), name=name, epochs=2), {
-        "test": {"accuracy": test, "num_clips": 30}, "val": {"num_clips": 30}}, history, Path("."))
-
-
-def test_describe_comparison_says_when_the_seeds_number_cannot_rank_runs() -> None:
-    runs = [_run("seed", 0.633, 0.85, 0.8), _run("base", 0.833, 0.98, 0.8), _run("adv", 0.7, 0.76, 0.8)]
-    first, step_one, step_two = describe_comparison(runs).splitlines()
-    assert "0.800, 0.800, 0.800" in first and "cannot rank" in first
-    assert step_one == "base vs seed: test accuracy 0.833 vs 0.633 (+0.200; one test clip is 0.033)."
-    assert "adv ends training at 0.76 training accuracy against 0.98" in step_two
-    assert "underfits" in step_two and "in 2 epochs" in step_two
-    close = describe_comparison([_run("a", 0.70, 0.9, 0.5), _run("b", 0.733, 0.9, 0.7)])
-    assert "cannot rank" not in close and "within two clips" in close
-
-
-def test_summary_features_are_band_means_and_stds() -> None:
-    log_mel = torch.tensor([[1.0, 3.0], [2.0, 2.0]])  # (n_mels=2, frames=2)
-    features = summary_features([log_mel, log_mel + 1])
-    assert features.shape == (2, 4)
-    np.testing.assert_allclose(features[0], [2.0, 2.0, 2 ** 0.5, 0.0], rtol=1e-6)
-
-
-def test_nearest_neighbour_accuracy_counts_correct_test_rows() -> None:
-    features = np.array([[0.0], [10.0], [1.0], [9.0], [6.0]])
-    labels = ["a", "b", "a", "b", "a"]
-    split = ["train", "train", "test", "test", "test"]  # 6.0 is nearer 10 than 0: wrong
-    assert nearest_neighbour_accuracy(features, labels, split) == pytest.approx(2 / 3)
-
-
-def test_leakage_experiment_keeps_artists_apart_only_in_the_group_split(tone_dataset: Path) -> None:
-    files = sorted(p.relative_to(tone_dataset).as_posix() for p in tone_dataset.glob("*/*.wav"))
-    groups = [f"{path.split('/')[0]}-{int(path[-9:-4]) // 3}" for path in files]  # 4 per class
-    pd.DataFrame({"path": files, "group": groups}).to_csv(tone_dataset / "groups.csv", index=False)
-    manifest = build_manifest(tone_dataset, progress=False)[0]
-    table = leakage_experiment(manifest)
-    assert table.loc["group", "test clips whose artist is in train"] == 0
-    assert table.loc["random", "test clips whose artist is in train"] > 0
-    assert table["1-NN test accuracy"].between(0, 1).all()
-
-
-def test_broken_examples_are_excluded_by_name_and_by_decoding(tmp_path: Path,
-                                                              tone_dataset: Path) -> None:
-    good = next((tone_dataset / "low").glob("*.wav"))
-    folder = write_broken_examples(tmp_path / "broken", good)
-    manifest, excluded = build_manifest(folder, progress=False)
-    assert len(manifest) == 3
-    reasons = {Path(item.path).name: item.reason for item in excluded}
-    assert "known-corrupt" in reasons["jazz.00054.wav"]
-    assert "cannot decode" in reasons["jazz.00055.wav"] or "no audio" in reasons["jazz.00055.wav"]
 
 
 def test_widgets_follow_the_environment_and_need_a_kernel(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -295,14 +219,14 @@ def test_demo_runner_executes_notebooks_into_html(tmp_path: Path, monkeypatch: p
     ])
     good = tmp_path / "good.ipynb"
     nbformat.write(source, good)
-    assert course.main(["--out", str(tmp_path / "out"), "--profile", "smoke", str(good)]) == 0
+    assert notebooks.main(["--out", str(tmp_path / "out"), "--profile", "smoke", str(good)]) == 0
     assert "smoke 0" in capsys.readouterr().out
     executed = nbformat.read(tmp_path / "out" / "good.ipynb", as_version=4)
     assert notebook_headline(executed) == "smoke 0"
     assert "smoke 0" in (tmp_path / "out" / "good.html").read_text()
     source.cells.append(nbformat.v4.new_code_cell("raise ValueError('broken on purpose')"))
     nbformat.write(source, tmp_path / "bad.ipynb")
-    assert course.main(["--out", str(tmp_path / "out"), str(tmp_path / "bad.ipynb")]) == 1
+    assert notebooks.main(["--out", str(tmp_path / "out"), str(tmp_path / "bad.ipynb")]) == 1
     error = capsys.readouterr().err
     assert "ValueError: broken on purpose" in error and "\x1b[" not in error
     assert (tmp_path / "out" / "bad.ipynb").exists()  # the failing copy is kept to look at
@@ -364,3 +288,40 @@ def test_show_clip_plots_and_plays_at_most_max_seconds(monkeypatch: pytest.Monke
     assert len(shown) == 1 and isinstance(shown[0], IPython.display.Audio)
     assert plt.gcf().axes[0].get_xlim() == (0.0, 1.0)
     plt.close("all")
+
+
+def test_log_mels_come_from_the_cache_one_per_manifest_row(tmp_path: Path, tone_dataset: Path
+                                                           ) -> None:
+    session = _course(tmp_path / "w", tone_dataset)
+    manifest = session.manifest()
+    config = course.FeatureConfig(n_fft=512, hop_length=256, n_mels=32)
+    log_mels = session.log_mels(manifest, config)
+    assert len(log_mels) == len(manifest)
+    first = LogMel(config)(load_audio(manifest["path"].iloc[0], config.sample_rate))
+    np.testing.assert_allclose(np.asarray(log_mels[0][...], np.float32), first.numpy(), atol=0.05)
+    again = session.log_mels(manifest, config)  # read back, not computed: the same values
+    np.testing.assert_array_equal(np.asarray(again[3][...]), np.asarray(log_mels[3][...]))
+
+
+@pytest.mark.slow
+def test_a_run_saved_from_a_notebook_is_reused_and_predicts(tmp_path: Path, tone_dataset: Path,
+                                                            capsys: pytest.CaptureFixture[str]
+                                                            ) -> None:
+    from audiocls_utils.models import create_model
+    from audiocls_utils.predict import Predictor
+
+    session = _course(tmp_path / "w", tone_dataset)
+    manifest = session.manifest()
+    recipe = session.recipe("baseline")
+    model = create_model(recipe.model, 3, recipe.image_size, 5.0, 10.0, pretrained="no")
+    history = pd.DataFrame({"epoch": [1], "lr": [1e-4], "train_loss": [1.0], "train_acc": [0.5],
+                            "val_loss": [1.1], "val_acc": [0.4]})
+    run = session.save_run(recipe, model, ["high", "low", "mid"], 40, history,
+                           {"best_epoch": 1, "val": {"accuracy": 0.4}, "test": {"accuracy": 0.5}},
+                           manifest)
+    assert run.test_accuracy == 0.5 and run.recipe == recipe and run.metrics["seed"] == 42
+    assert session.reuse_or_train(recipe, manifest).output_dir == run.output_dir
+    assert "Reusing" in capsys.readouterr().out
+    predictor = Predictor.from_file(run.output_dir / "model.pt")
+    assert float(predictor.model[0].mean) == 5.0 and float(predictor.model[0].std) == 10.0
+    assert predictor.probabilities([manifest["path"].iloc[0]]).shape == (1, 3)

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from audiocls_utils.dashboard import find_log_dir, free_port, render_page, start_dashboard
+from audiocls_utils.engine.dashboard import find_log_dir, free_port, render_page, start_dashboard
+from audiocls_utils.engine.tracking import Tracker
 from audiocls_utils.errors import AudioclsError
-from audiocls_utils.tracking import Tracker
 
 
 def _logged_runs(log_dir: Path) -> None:

@@ -1,4 +1,5 @@
-"""Manifests and splits: junk skipped, bad clips named, one label map, no leakage."""
+"""Manifests and splits: junk skipped, bad clips named, one label map, no leakage; the segment
+dataset and the runner's reproducible crops."""
 
 from __future__ import annotations
 
@@ -13,18 +14,23 @@ from torch.utils.data import DataLoader
 
 from audiocls_utils.data import (
     SegmentDataset,
-    SegmentSampler,
     build_manifest,
     check_splits,
     class_names,
-    collate_segments,
     find_data_root,
     limit_per_class,
     load_manifest,
     make_splits,
     save_manifest,
     split_by_group,
+    split_loaders,
     split_random,
+)
+from audiocls_utils.engine.runner import (
+    SampledSegments,
+    SegmentBatch,
+    SegmentSampler,
+    collate_segments,
 )
 from audiocls_utils.errors import AudioclsError
 
@@ -110,7 +116,7 @@ def _table(per_class: int, classes: str = "abc", groups: int = 0) -> pd.DataFram
     return pd.DataFrame(rows)
 
 
-def test_random_split_is_the_seed_80_20_per_class_with_val_from_the_80() -> None:
+def test_random_split_is_the_original_recipes_80_20_per_class_with_val_from_the_80() -> None:
     split = split_random(_table(100), seed=42)
     counts = split.groupby(["label", "split"]).size().unstack()
     assert (counts["test"] == 20).all() and (counts["val"] == 10).all()
@@ -190,11 +196,57 @@ def test_group_split_keeps_every_class_when_artists_play_one_genre() -> None:
     assert split.groupby("group")["split"].nunique().max() == 1
 
 
-def test_sampler_positions_choose_the_crop() -> None:
+def test_training_crops_are_random_whole_runs_of_frames() -> None:
     clips = [torch.arange(20.0).repeat(2, 1)]
     train = SegmentDataset(clips, [0], num_frames=5, train=True)
+    starts = set()
+    for seed in range(40):
+        torch.manual_seed(seed)
+        segment, _, _ = train[0]
+        starts.add(int(segment[0, 0]))
+        assert torch.equal(segment, torch.arange(segment[0, 0], segment[0, 0] + 5).repeat(2, 1))
+    assert starts <= set(range(16)) and len(starts) > 5  # 16 possible starts, 0..15
+
+
+def test_split_loaders_shuffle_crops_for_training_and_window_the_others() -> None:
+    manifest = pd.DataFrame({"label": ["b", "a", "a", "b", "a"],
+                             "split": ["train", "train", "val", "test", "test"]})
+    log_mels = [torch.full((2, 12), float(i)) for i in range(5)]  # row i holds i
+    loaders = split_loaders(manifest, log_mels, ["a", "b"], num_frames=4, batch_size=8)
+    assert set(loaders) == {"train", "val", "test"}
+    train = loaders["train"].dataset
+    assert train.train and train.targets == [1, 0] and len(train) == 2
+    assert [float(m[0, 0]) for m in train.log_mels] == [0.0, 1.0]
+    test = loaders["test"].dataset
+    assert not test.train and test.targets == [1, 0]
+    # Windows of 4 frames, a hop of 2: starts 0, 2, 4, 6, 8 in each 12-frame clip.
+    assert test.windows == [(c, s) for c in (0, 1) for s in (0, 2, 4, 6, 8)]
+    segments, targets, clips = next(iter(loaders["test"]))
+    assert segments.shape == (8, 2, 4) and float(segments[5, 0, 0]) == 4.0
+    assert targets.tolist() == [1] * 5 + [0] * 3 and clips.tolist() == [0] * 5 + [1] * 3
+
+
+def test_sampler_positions_choose_the_crop() -> None:
+    clips = [torch.arange(20.0).repeat(2, 1)]
+    train = SampledSegments(clips, [0], num_frames=5, train=True)
     # 16 possible starts (0..15): position p starts at floor(p * 16).
     assert [train[(0, p)][0][0, 0].item() for p in (0.0, 0.5, 0.999)] == [0, 8, 15]
+
+
+def test_a_whole_batch_read_at_once_equals_the_items_collated() -> None:
+    clips = [torch.arange(20.0).repeat(2, 1), torch.arange(3.0).repeat(2, 1) - 5,
+             torch.arange(9.0).repeat(2, 1) * 2]  # the second is shorter than a segment: padded
+    for train in (True, False):
+        dataset = SampledSegments(clips, [2, 0, 1], num_frames=5, train=train, hop_frames=3)
+        items = ([(c, p) for c in (2, 0, 1) for p in (0.0, 0.37, 0.999)] if train
+                 else list(range(len(dataset))))
+        batch = dataset.__getitems__(items)
+        expected = collate_segments([dataset[item] for item in items])
+        assert isinstance(batch, SegmentBatch) and batch.segments.shape == (len(items), 2, 5)
+        assert all(torch.equal(x, y) for x, y in zip(batch, expected, strict=True))
+        assert collate_segments(batch) is batch  # passed on, not stacked again
+    # The short clip's padding is its floor, -5, by hand.
+    assert dataset[dataset.windows.index((1, 0))][0][0].tolist() == [-5, -4, -3, -5, -5]
 
 
 def test_sampler_shares_clips_between_ranks_and_repeats_each_epoch() -> None:
@@ -211,7 +263,7 @@ def test_sampler_shares_clips_between_ranks_and_repeats_each_epoch() -> None:
 
 def test_crops_and_batches_do_not_depend_on_loader_workers() -> None:
     clips = [torch.arange(30.0).repeat(2, 1) + 100 * i for i in range(6)]
-    dataset = SegmentDataset(clips, list(range(6)), num_frames=4, train=True)
+    dataset = SampledSegments(clips, list(range(6)), num_frames=4, train=True)
     batches = []
     for workers in (0, 2):
         sampler = SegmentSampler(6, seed=0)

@@ -14,12 +14,20 @@ from pathlib import Path
 import pytest
 from helpers import tone, write_wav
 
-from audiocls_utils.cli import main
-from audiocls_utils.download import download, extract_archive, file_sha256
+from audiocls_utils.engine.cli import main
+from audiocls_utils.engine.download import download, extract_archive
 from audiocls_utils.errors import AudioclsError
+from audiocls_utils.files import file_sha256
 
 PAYLOAD = bytes(range(256)) * 4000  # 1,024,000 bytes: more than one read chunk
 PAYLOAD_SHA = hashlib.sha256(PAYLOAD).hexdigest()
+
+
+def test_file_sha256_reads_files_of_any_size(tmp_path: Path) -> None:
+    for size in (0, 1, 1 << 20, 2_500_000):  # empty, tiny, exactly one chunk, several chunks
+        path = tmp_path / f"{size}.bin"
+        path.write_bytes((PAYLOAD * 3)[:size])
+        assert file_sha256(path) == hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 class Server:

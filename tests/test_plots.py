@@ -10,12 +10,13 @@ import torch
 
 from audiocls_utils.config import FeatureConfig, apply_profile, get_recipe
 from audiocls_utils.plots import (
+    plot_before_after,
+    plot_cnn_input,
     plot_durations,
     plot_framing,
     plot_lr_schedule,
     plot_mel_scale,
     plot_mfcc,
-    plot_model_input,
     plot_parameter_sweep,
     plot_run_comparison,
     plot_spectrogram,
@@ -66,16 +67,33 @@ def test_mfcc_framing_and_mel_scale_label_their_axes() -> None:
     assert line.get_ydata()[-1] == pytest.approx(2595 * np.log10(1 + 8000 / 700))
 
 
-def test_model_input_shows_three_channels() -> None:
-    figure = plot_model_input(torch.zeros(3, 16, 16))
-    assert len([ax for ax in figure.axes if ax.images]) == 3
+def test_cnn_input_shows_one_channel_in_standardized_units() -> None:
+    image = torch.arange(3 * 4 * 5, dtype=torch.float32).reshape(3, 4, 5)
+    figure = plot_cnn_input(image)
+    [ax] = [ax for ax in figure.axes if ax.images]
+    np.testing.assert_array_equal(ax.images[0].get_array(), image[0].numpy())
+    assert "channel 0 of 3, 4x5 px" in ax.get_title()
+
+
+def test_before_after_shares_one_scale_and_shows_the_difference() -> None:
+    before = np.zeros((8, 20), np.float32)
+    after = before.copy()
+    after[2:4] = 6.0  # a 6 dB rise in two bands
+    figure = plot_before_after(before, after, CONFIG, "gain")
+    images = [ax.images[0] for ax in figure.axes if ax.images]
+    assert [image.get_clim() for image in images[:2]] == [(0.0, 6.0), (0.0, 6.0)]
+    np.testing.assert_array_equal(images[2].get_array(), after - before)
+    assert images[2].get_clim() == (-6.0, 6.0)  # symmetric: no change is the middle colour
 
 
 def test_lr_schedule_plots_the_recipe_rates() -> None:
     recipe = apply_profile(get_recipe("advanced"), "cpu")
+    # The cpu profile: 10 epochs, warmup ceil(5 / 3) = 2 epochs, a step every round(10 / 3) = 3.
+    assert (recipe.epochs, recipe.warmup_epochs, recipe.step_size) == (10, 2, 3)
     line = plot_lr_schedule({"cpu": recipe}).axes[0].lines[0]
-    expected = [recipe.lr * recipe.lr_factor(e) for e in range(recipe.epochs)]
-    assert list(line.get_ydata()) == pytest.approx(expected)
+    factors = [0.5, 1.0] + [1.0] * 3 + [0.1] * 3 + [0.01] * 2
+    assert list(line.get_xdata()) == list(range(1, 11))
+    assert list(line.get_ydata()) == pytest.approx([recipe.lr * f for f in factors])
 
 
 def test_run_comparison_bars_are_the_test_accuracies() -> None:

@@ -1,4 +1,5 @@
-"""The course recipe's pieces (cosine schedule, mixup, the recipe end to end); seed recipes train."""
+"""The course recipe's pieces (cosine schedule, mixup, the recipe end to end); the original
+recipe's two versions keep their schedule and features."""
 
 from __future__ import annotations
 
@@ -12,94 +13,102 @@ from helpers import scheduled_rates, tone, write_wav
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from audiocls_utils import train
 from audiocls_utils.audio import load_audio
-from audiocls_utils.augment import InputPipeline, mixup
-from audiocls_utils.config import RECIPES, SEED_FEATURES, FeatureConfig, Recipe, apply_profile, get_recipe
+from audiocls_utils.augment import Augment
+from audiocls_utils.config import (
+    ORIGINAL_FEATURES,
+    RECIPES,
+    FeatureConfig,
+    Recipe,
+    apply_profile,
+    get_recipe,
+)
 from audiocls_utils.data import build_manifest, make_splits
+from audiocls_utils.engine.runner import run_experiment
 from audiocls_utils.errors import AudioclsError
 from audiocls_utils.features import LogMel, extract_log_mels
-from audiocls_utils.train import run_experiment, train_one_epoch
+from audiocls_utils.train import make_scheduler, train_one_epoch
 
 
 def test_cosine_schedule_warms_up_then_falls_towards_zero() -> None:
     recipe = Recipe(name="t", epochs=10, warmup_epochs=2, schedule="cosine")
-    factors = [recipe.lr_factor(epoch) for epoch in range(10)]
     # Warmup 1/2, 2/2; then 0.5 * (1 + cos(pi * k / 8)) for k = 0..7.
     expected = [0.5, 1.0, 1.0, 0.96194, 0.85355, 0.69134, 0.5, 0.30866, 0.14645, 0.03806]
-    assert factors == pytest.approx(expected, abs=1e-5)
+    assert scheduled_rates(recipe) == pytest.approx(expected, abs=1e-5)
     assert scheduled_rates(recipe, lr=2.0) == pytest.approx([2.0 * f for f in expected], abs=1e-4)
 
 
 def test_unknown_schedule_is_named() -> None:
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
     with pytest.raises(AudioclsError, match="'linear'"):
-        Recipe(name="t", schedule="linear").lr_factor(3)
+        make_scheduler(optimizer, Recipe(name="t", schedule="linear"))
 
 
 def test_existing_recipes_keep_their_schedule_and_have_no_mixup() -> None:
-    for name in ("seed-baseline", "seed-advanced", "baseline", "advanced"):
+    for name in ("original-baseline", "original-advanced", "baseline", "advanced"):
         recipe = RECIPES[name]
         assert recipe.schedule == "step" and recipe.mixup_alpha == 0.0
-    assert [RECIPES["seed-advanced"].lr_factor(e) for e in (0, 4, 5, 15, 25)] == pytest.approx(
-        [0.2, 1.0, 1.0, 0.1, 0.01])
+    rates = scheduled_rates(RECIPES["original-advanced"])
+    assert [rates[e] for e in (0, 4, 5, 15, 25)] == pytest.approx([0.2, 1.0, 1.0, 0.1, 0.01])
 
 
 def test_course_recipe_fits_the_cpu_profile() -> None:
     cpu = apply_profile(get_recipe("course"), "cpu")
     assert (cpu.epochs, cpu.warmup_epochs, cpu.schedule, cpu.segment_seconds) == (10, 1, "cosine", 3.0)
-    assert cpu.lr_factor(cpu.epochs - 1) == pytest.approx(0.5 * (1 + math.cos(math.pi * 8 / 9)))
+    # One warmup epoch at the full rate, then a cosine over the 9 others: the last is k = 8.
+    rates = scheduled_rates(cpu)
+    assert rates[:2] == pytest.approx([1.0, 1.0])
+    assert rates[-1] == pytest.approx(0.5 * (1 + math.cos(math.pi * 8 / 9)))
 
 
-def test_mixup_blends_each_example_with_its_partner() -> None:
-    torch.manual_seed(0)
-    inputs, targets = torch.randn(8, 3, 4, 4), torch.arange(8)
-    mixed, partners, lam = mixup(inputs, targets, alpha=0.4)
-    assert 0.0 < lam < 1.0 and sorted(partners.tolist()) == list(range(8))
-    assert torch.allclose(mixed, lam * inputs + (1 - lam) * inputs[partners])  # targets = rows
-    same, same_targets, one = mixup(inputs, targets, alpha=0.0)
-    assert same is inputs and torch.equal(same_targets, targets) and one == 1.0
-
-
-def test_training_loss_with_mixup_weighs_both_targets(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_mixup_blends_each_example_with_its_neighbour_and_the_loss_weighs_both_targets() -> None:
+    recipe = Recipe(name="t", mixup_alpha=0.4)  # mixup only: no gain, noise or masks
+    mix = Augment(recipe, num_classes=6, fill=0.0, num_frames=4)
     drawn = []
 
-    def recording_mixup(*args: object) -> tuple[torch.Tensor, torch.Tensor, float]:
-        drawn.append(mixup(*args))
-        return drawn[-1]
+    def recording_augment(segments: torch.Tensor, targets: torch.Tensor
+                          ) -> tuple[torch.Tensor, torch.Tensor]:
+        drawn.append((segments.clone(), *mix(segments, targets)))
+        return drawn[-1][1:]
 
-    monkeypatch.setattr(train, "mixup", recording_mixup)
-    recipe = Recipe(name="t", image_size=4, normalize=False)
-    features, targets = torch.randn(6, 4, 4), torch.tensor([0, 1, 2, 0, 1, 2])
-    loader = DataLoader(TensorDataset(features, targets, torch.arange(6)), batch_size=6)
+    segments, targets = torch.randn(6, 4, 4), torch.arange(6)  # six examples of six classes
+    loader = DataLoader(TensorDataset(segments, targets, torch.arange(6)), batch_size=6)
     torch.manual_seed(1)
-    model = nn.Sequential(nn.Flatten(), nn.Linear(48, 3))
+    model = nn.Sequential(nn.Flatten(), nn.Linear(16, 6))
     optimizer = torch.optim.SGD(model.parameters(), lr=0.0)  # leave the model as it is
     loss_fn = nn.CrossEntropyLoss()
-    loss, _ = train_one_epoch(model, loader, InputPipeline(recipe, num_frames=4), optimizer,
-                              loss_fn, torch.device("cpu"), torch.amp.GradScaler("cpu", enabled=False),
-                              progress=False, mixup_alpha=0.4)
-    [(mixed, partners, lam)] = drawn
+    loss, _ = train_one_epoch(model, loader, loss_fn, optimizer, torch.device("cpu"),
+                              augment=recording_augment)
+    [(original, mixed, labels)] = drawn
+    lam = float(labels[0, 0])
+    partners = targets.roll(1)  # each example is blended with the one before it
+    assert 0.0 < lam < 1.0
+    assert torch.allclose(labels, lam * nn.functional.one_hot(targets, 6)
+                          + (1 - lam) * nn.functional.one_hot(partners, 6))
+    assert torch.allclose(mixed, lam * original + (1 - lam) * original[partners])
     with torch.no_grad():
         logits = model(mixed)
         expected = lam * loss_fn(logits, targets) + (1 - lam) * loss_fn(logits, partners)
-    assert 0.0 < lam < 1.0 and loss == pytest.approx(float(expected), rel=1e-6)
+    assert loss == pytest.approx(float(expected), rel=1e-6)
 
 
 @pytest.mark.slow
 def test_course_recipe_learns_end_to_end(tmp_path: Path, tone_dataset: Path) -> None:
     manifest = make_splits(build_manifest(tone_dataset, progress=False)[0], "random")
     recipe = replace(apply_profile(get_recipe("course"), "smoke"), epochs=6, clips_per_class=None)
+    assert recipe.warmup_epochs == 1 and recipe.schedule == "cosine"
     result = run_experiment(manifest, recipe, tmp_path / "course", seed=0, progress=False,
                             tracking_mode="disabled")
-    assert list(result.history["lr"]) == pytest.approx(
-        [recipe.lr * recipe.lr_factor(e) for e in range(6)])
+    # One warmup epoch at the full rate, then 0.5 * (1 + cos(pi * k / 5)) for k = 0..4.
+    factors = [1.0, 1.0, 0.904508, 0.654508, 0.345492, 0.095492]
+    assert list(result.history["lr"]) == pytest.approx([recipe.lr * f for f in factors], rel=1e-5)
     assert result.metrics["test"]["accuracy"] >= 0.8  # chance is 1/3
 
 
-def test_raw_power_of_a_loud_clip_is_kept_finite_for_the_seed_recipes(tmp_path: Path) -> None:
+def test_raw_power_of_a_loud_clip_is_kept_finite_for_the_original_recipes(tmp_path: Path) -> None:
     path = write_wav(tmp_path / "loud.wav", tone(1000.0, seconds=0.5, amplitude=0.9))
-    [power] = extract_log_mels([path], SEED_FEATURES, progress=False)
-    direct = LogMel(SEED_FEATURES)(load_audio(path, SEED_FEATURES.sample_rate))
+    [power] = extract_log_mels([path], ORIGINAL_FEATURES, progress=False)
+    direct = LogMel(ORIGINAL_FEATURES)(load_audio(path, ORIGINAL_FEATURES.sample_rate))
     assert direct.max() > 65504  # float16's largest value: this clip would have become inf
     assert power.dtype == torch.float32 and torch.allclose(power, direct)
     [log_mel] = extract_log_mels([path], FeatureConfig(), progress=False)

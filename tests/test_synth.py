@@ -5,7 +5,9 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import os
 import re
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -16,8 +18,9 @@ from sklearn.model_selection import GroupKFold, StratifiedKFold, cross_val_score
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from audiocls_utils import synth
-from audiocls_utils.synth import GENRES, SAMPLE_RATE, generate_dataset, synthesize_clip
+from audiocls_utils import gtzan
+from audiocls_utils.engine import synth
+from audiocls_utils.engine.synth import GENRES, SAMPLE_RATE, generate_dataset, synthesize_clip
 
 SMALL = {"clips_per_class": 3, "seconds": 1.0, "artists_per_class": 3, "progress": False}
 
@@ -65,6 +68,14 @@ def test_layout_and_format(small_dataset: Path) -> None:
         assert groups == {f"{genre}-artist{a}" for a in range(3)}
     readme = (small_dataset / "README.txt").read_text()
     assert "SYNTHETIC" in readme and "seed=0" in readme and "difficulty=0.5" in readme
+
+
+def test_files_get_the_umasks_permissions_and_gtzans_genres(small_dataset: Path) -> None:
+    umask = os.umask(0)
+    os.umask(umask)
+    for name in ("blues/blues.00000.wav", "groups.csv", "README.txt", ".synth.json"):
+        assert stat.S_IMODE((small_dataset / name).stat().st_mode) == 0o666 & ~umask, name
+    assert GENRES is gtzan.GENRES  # one list of genres, GTZAN's
 
 
 def test_artists_take_contiguous_blocks_of_clips(tmp_path: Path) -> None:

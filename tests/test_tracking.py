@@ -7,7 +7,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import pytest
 
-from audiocls_utils.tracking import Tracker, resolve_mode
+from audiocls_utils.engine.tracking import Tracker, resolve_mode
 
 
 def test_mode_comes_from_argument_then_environment(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -17,7 +17,6 @@ import io
 import itertools
 import json
 import math
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,9 +25,9 @@ import numpy as np
 import soundfile as sf
 from tqdm.auto import tqdm
 
-GENRES: tuple[str, ...] = (
-    "blues", "classical", "country", "disco", "hiphop", "jazz", "metal", "pop", "reggae", "rock",
-)
+from ..files import write_bytes
+from ..gtzan import GENRES  # GTZAN's ten genres, which this dataset copies
+
 SAMPLE_RATE = 22050
 
 _VERSION = 1  # bump whenever the audio changes, so cached datasets regenerate
@@ -806,17 +805,6 @@ def _derive(*keys: int) -> int:
     return int(np.random.SeedSequence(list(keys)).generate_state(1)[0])
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write `data` to `path` through a temporary file in the same folder, then rename."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # usual permissions, unlike mkstemp
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def _wav_bytes(audio: np.ndarray, sample_rate: int) -> bytes:
     """Encode float audio in [-1, 1] as a 16-bit PCM mono WAV file."""
     pcm = np.round(np.clip(audio, -1.0, 1.0) * 32767).astype(np.int16)
@@ -846,7 +834,7 @@ def _check_not_foreign(root: Path) -> None:
     """Refuse to write into a folder with files that this module did not make (real data?)."""
     if _read_marker(root) is None and root.is_dir() and any(
             not p.name.startswith(".") for p in root.rglob("*") if p.is_file()):
-        raise FileExistsError(f"{root} holds files that audiocls_utils.synth did not write "
+        raise FileExistsError(f"{root} holds files that audiocls_utils.engine.synth did not write "
                               "(real data?); pick another out_dir, or delete that folder first")
 
 
@@ -864,8 +852,8 @@ def _readme(params: dict) -> str:
     """Return the README text that labels the folder as synthetic."""
     return (
         "SYNTHETIC DATA - not GTZAN.\n\n"
-        "These clips were generated procedurally by audiocls_utils.synth.generate_dataset with\n"
-        f"seed={params['seed']}, difficulty={params['difficulty']}, "
+        "These clips were generated procedurally by audiocls_utils.engine.synth.generate_dataset\n"
+        f"with seed={params['seed']}, difficulty={params['difficulty']}, "
         f"clips_per_class={params['clips_per_class']}, seconds={params['seconds']},\n"
         f"artists_per_class={params['artists_per_class']}, "
         f"sample_rate={params['sample_rate']} (generator version {params['version']}).\n\n"
@@ -889,7 +877,8 @@ def _write_clips(root: Path, params: dict, progress: bool) -> dict[str, str]:
                                         params["difficulty"], params["sample_rate"],
                                         _derive(_PERSONA_TAG, seed, genre_index, artist))
                 name = f"{genre}/{genre}.{clip:05d}.wav"
-                _write_atomic(root / name, _wav_bytes(audio, params["sample_rate"]))
+                # No fsync: clips are quick to make again, and a killed run never leaves half of one.
+                write_bytes(root / name, _wav_bytes(audio, params["sample_rate"]), fsync=False)
                 groups[name] = f"{genre}-artist{artist}"
                 bar.update()
     return groups
@@ -904,7 +893,7 @@ def _groups_csv(groups: dict[str, str]) -> str:
 
 def _write_marker(root: Path, params: dict, complete: bool) -> None:
     """Record the parameters of the dataset in `root` and whether it is finished."""
-    _write_atomic(root / _MARKER, json.dumps({**params, "complete": complete}, indent=2).encode())
+    write_bytes(root / _MARKER, json.dumps({**params, "complete": complete}, indent=2).encode())
 
 
 def generate_dataset(out_dir: str | Path, clips_per_class: int = 20, seconds: float = 5.0,
@@ -935,7 +924,7 @@ def generate_dataset(out_dir: str | Path, clips_per_class: int = 20, seconds: fl
     _write_marker(root, params, complete=False)  # an interrupted run must not look done
     groups = _write_clips(root, params, progress)
     _remove_stale(root, set(groups))
-    _write_atomic(root / "groups.csv", _groups_csv(groups).encode())
-    _write_atomic(root / "README.txt", _readme(params).encode())
+    write_bytes(root / "groups.csv", _groups_csv(groups).encode())
+    write_bytes(root / "README.txt", _readme(params).encode())
     _write_marker(root, params, complete=True)
     return root

@@ -2,7 +2,7 @@
 
 The exported graph takes log-Mel segments, shape (batch, n_mels, frames), exactly as
 `features.LogMel` with the model's saved FeatureConfig computes them, and returns class
-probabilities; normalization, resizing and the CNN are inside it.
+probabilities; standardization, resizing and the CNN are inside it.
 """
 
 from __future__ import annotations
@@ -14,29 +14,16 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .errors import AudioclsError
-from .files import write_bytes, write_json
-from .predict import Predictor
+from ..errors import AudioclsError
+from ..files import write_bytes, write_json
+from ..predict import Predictor
 
 FORMATS = ("torchscript", "onnx")
 
 
-class SegmentClassifier(nn.Module):
-    """Map log-Mel segments (batch, n_mels, frames) to class probabilities (batch, classes)."""
-
-    def __init__(self, predictor: Predictor) -> None:
-        super().__init__()
-        self.model = predictor.model
-        self.image_size = predictor.pipeline.model_input.image_size
-        self.mean = float(predictor.pipeline.model_input.mean)
-        self.std = float(predictor.pipeline.model_input.std)
-
-    def forward(self, log_mel: torch.Tensor) -> torch.Tensor:
-        """Return softmax probabilities for a batch of segments."""
-        image = ((log_mel - self.mean) / self.std).unsqueeze(1)
-        image = nn.functional.interpolate(image, size=(self.image_size, self.image_size),
-                                          mode="bilinear", align_corners=False)
-        return self.model(image.expand(-1, 3, -1, -1)).softmax(dim=1)
+def segment_classifier(predictor: Predictor) -> nn.Module:
+    """Return the model followed by a softmax: log-Mel segments in, class probabilities out."""
+    return nn.Sequential(predictor.model, nn.Softmax(dim=1))
 
 
 def example_input(predictor: Predictor, batch: int = 2) -> torch.Tensor:
@@ -49,7 +36,7 @@ def export_model(model_path: str | Path, fmt: str, out: str | Path | None = None
     if fmt not in FORMATS:
         raise AudioclsError(f"Unknown export format {fmt!r}; choose one of {list(FORMATS)}")
     predictor = Predictor.from_file(model_path, device="cpu")
-    module = SegmentClassifier(predictor).eval()
+    module = segment_classifier(predictor).eval()
     suffix = ".ts" if fmt == "torchscript" else ".onnx"
     out = Path(out) if out else Path(model_path).with_suffix(suffix)
     sample = example_input(predictor)
@@ -80,7 +67,7 @@ def _export_onnx(module: nn.Module, sample: torch.Tensor, buffer: io.BytesIO) ->
                             "pip install onnx onnxscript (and onnxruntime to run the file)") from None
     batch = torch.export.Dim("batch", min=1, max=1024)
     program = torch.onnx.export(module, (sample,), input_names=["log_mel"],
-                                output_names=["probabilities"], dynamic_shapes={"log_mel": {0: batch}},
+                                output_names=["probabilities"], dynamic_shapes=({0: batch},),
                                 dynamo=True, verbose=False)
     buffer.write(program.model_proto.SerializeToString())
 

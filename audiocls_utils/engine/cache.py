@@ -40,14 +40,15 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .config import FeatureConfig
-from .errors import AudioclsError
-from .features import iter_log_mels, storage_dtype
-from .files import write_bytes
+from ..config import FeatureConfig
+from ..errors import AudioclsError
+from ..features import iter_log_mels, storage_dtype
+from ..files import file_sha256, write_bytes
 
-CACHE_VERSION = 2  # bump when the feature code changes what it computes: old entries then miss
+# Bump when the feature code changes what it computes: old entries then miss.
+# 3: torchaudio's Spectrogram, MelScale and AmplitudeToDB (values within ~1e-6 of version 2's).
+CACHE_VERSION = 3
 SETTLE_SECONDS = 2.0  # files changed more recently than this are hashed, not looked up by stat
-_CHUNK = 1 << 20
 
 
 def default_cache_dir() -> Path:
@@ -56,17 +57,6 @@ def default_cache_dir() -> Path:
         return Path(os.environ["AUDIOCLS_CACHE"]).expanduser()
     base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser()
     return base / "audiocls" / "features"
-
-
-def file_digest(path: str | Path) -> str:
-    """Return the SHA-256 of a file's bytes, as 64 hex digits."""
-    digest = hashlib.sha256()
-    buffer = bytearray(_CHUNK)
-    view = memoryview(buffer)
-    with open(path, "rb", buffering=0) as file:
-        while size := file.readinto(buffer):
-            digest.update(view[:size])
-    return digest.hexdigest()
 
 
 def read_npy_header(path: Path) -> tuple[tuple[int, ...], np.dtype, int]:
@@ -152,7 +142,7 @@ class FeatureCache:
 
     def _hash_and_index(self, path: str | Path, index_path: Path, stat: os.stat_result) -> str:
         """Hash a file's bytes and remember the hash under its stat, once the file has settled."""
-        digest = file_digest(path)
+        digest = file_sha256(path)
         settled = time.time_ns() - max(stat.st_mtime_ns, stat.st_ctime_ns) > SETTLE_SECONDS * 1e9
         if settled:
             self._write(index_path, digest.encode())
@@ -219,9 +209,9 @@ class FeatureCache:
         num_workers: int | None = None,
         progress: bool = True,
     ) -> list[CachedLogMel]:
-        """Return every clip's cached log-Mel, computing the missing ones in batches on `device`.
+        """Return every clip's cached log-Mel, computing and storing the missing ones first.
 
-        `batch_size` and `num_workers` are those of `features.iter_log_mels`.
+        `device`, `batch_size` and `num_workers` are those of `features.iter_log_mels`.
         """
         looked_up = [self._indexed_hash(path) for path in paths]
         unknown = [(path, *found[1:]) for path, found in zip(paths, looked_up, strict=True)
@@ -237,7 +227,7 @@ class FeatureCache:
         missing = {d: p for d, p in zip(digests, paths, strict=True) if entries[d] is None}
         if missing:
             order = list(missing)  # one path per content: duplicated files are computed once
-            # Each entry is written where it is computed (a thread on the CPU), in parallel.
+            # Each entry is written where it is computed (a worker process on a CPU).
             for index, entry in iter_log_mels([missing[d] for d in order], config, device,
                                               batch_size, num_workers, progress,
                                               finish=_StoreEntry(self, config, order)):

@@ -8,7 +8,6 @@ writing anything: no absolute paths, no `..`, no links leaving the archive, no d
 
 from __future__ import annotations
 
-import hashlib
 import http.client
 import os
 import posixpath
@@ -24,19 +23,11 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from .errors import AudioclsError
+from ..errors import AudioclsError
+from ..files import file_sha256
 
 CHUNK_BYTES = 1 << 20
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar", ".zip")
-
-
-def file_sha256(path: str | Path) -> str:
-    """Return the SHA-256 hex digest of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        while chunk := file.read(CHUNK_BYTES):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _offline_message(url: str, reason: object) -> str:

@@ -11,7 +11,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from .errors import AudioclsError
+from ..errors import AudioclsError
 
 CHROMIUM_FLAGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

@@ -11,7 +11,7 @@ import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
-from .errors import AudioclsError
+from ..errors import AudioclsError
 
 
 def _progress() -> bool:
@@ -39,9 +39,9 @@ def cmd_download(args: argparse.Namespace) -> None:
     import re
     import urllib.parse
 
-    from .data import find_data_root
+    from ..data import find_data_root
+    from ..gtzan import DEFAULT_SOURCE, SOURCES, known_sha256
     from .download import ARCHIVE_SUFFIXES, download, extract_archive
-    from .gtzan import DEFAULT_SOURCE, SOURCES, known_sha256
 
     url = args.url or SOURCES[DEFAULT_SOURCE].url
     if args.sha256 and not re.fullmatch(r"[0-9a-fA-F]{64}", args.sha256):
@@ -67,7 +67,7 @@ def cmd_download(args: argparse.Namespace) -> None:
 
 def _manifest_with_splits(args: argparse.Namespace):  # noqa: ANN202 - pandas type
     """Build the manifest of --data-dir, report exclusions, and add the --split column."""
-    from .data import build_manifest, make_splits, manifest_notes
+    from ..data import build_manifest, make_splits, manifest_notes
 
     manifest, excluded = build_manifest(args.data_dir, label_pattern=args.label_pattern,
                                         progress=_progress(), labels_csv=args.labels)
@@ -80,7 +80,7 @@ def _manifest_with_splits(args: argparse.Namespace):  # noqa: ANN202 - pandas ty
 
 def cmd_prepare(args: argparse.Namespace) -> None:
     """Write the manifest with a split column and print the class counts."""
-    from .data import check_splits, save_manifest
+    from ..data import check_splits, save_manifest
 
     manifest, excluded = _manifest_with_splits(args)
     save_manifest(manifest, args.out)
@@ -94,10 +94,11 @@ def cmd_prepare(args: argparse.Namespace) -> None:
 
 def cmd_train(args: argparse.Namespace) -> None:
     """Train a recipe and write metrics.json, model.pt and history.csv (DDP under torchrun)."""
-    from .config import apply_profile, default_profile, get_recipe
-    from .data import load_manifest, make_splits
+    from ..config import apply_profile, default_profile, get_recipe
+    from ..data import load_manifest, make_splits
+    from ..models import pick_device
     from .distributed import quiet_unless_main
-    from .train import pick_device, run_experiment
+    from .runner import run_experiment
 
     with quiet_unless_main():
         device = pick_device(args.device)
@@ -127,9 +128,9 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
     """Score a saved model on a split of a dataset (clip level) and write the metrics as JSON."""
-    from .files import write_json
-    from .metrics import classification_metrics, format_confusion_matrix, format_report
-    from .predict import Predictor
+    from ..files import write_json
+    from ..metrics import classification_metrics, format_confusion_matrix, format_report
+    from ..predict import Predictor
 
     predictor = Predictor.from_file(args.model, device=args.device)
     manifest, _ = _manifest_with_splits(args)
@@ -171,7 +172,7 @@ def _warn_if_trained_on(rows, model: Path) -> None:  # noqa: ANN001 - pandas typ
 
 def cmd_predict(args: argparse.Namespace) -> None:
     """Print the top-k labels of each file."""
-    from .predict import Predictor
+    from ..predict import Predictor
 
     results = Predictor.from_file(args.model, device=args.device).predict(args.files, args.top_k)
     if args.json:
@@ -275,7 +276,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_arguments(train, required=False)
     train.add_argument("--manifest", help="use this manifest (with its split) instead of --data-dir")
     train.add_argument("--recipe", default="baseline",
-                       help="course, baseline, advanced, seed-baseline or seed-advanced")
+                       help="course, baseline, advanced, original-baseline or original-advanced "
+                            "(seed-baseline and seed-advanced still work)")
     train.add_argument("--profile", choices=["smoke", "cpu", "full"], default=None,
                        help="full: the recipe as written (GPU); cpu: minutes on a laptop; "
                             "smoke: seconds (default: full with CUDA, else cpu)")

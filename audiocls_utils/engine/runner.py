@@ -1,0 +1,483 @@
+"""Run a whole experiment: chapter 03's training loop plus what a real run needs.
+
+`run_experiment` trains with the chapters' own `train_one_epoch`, `evaluate`-style clip scoring
+(`predict_clips`), `create_model`, `make_scheduler`, `SegmentDataset` and `Augment`, and adds: the
+feature cache, checkpoints and `--resume`, bf16 autocast on GPUs, DistributedDataParallel under
+torchrun, crops drawn reproducibly whatever the number of workers, atomic writes, and SwanLab
+tracking that never stops training. It is what `audiocls train` runs.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler, Sampler
+from tqdm.auto import tqdm
+
+from ..augment import Augment, has_augmentation
+from ..config import FeatureConfig, Recipe
+from ..data import SegmentDataset, check_splits, class_names, limit_per_class, save_manifest
+from ..errors import AudioclsError
+from ..features import (
+    LogMelSource,
+    extract_log_mels,
+    feature_dtype,
+    feature_moments,
+    read_segment,
+    stats_from_moments,
+)
+from ..files import load_torch, save_torch, write_csv, write_json
+from ..metrics import classification_metrics
+from ..models import create_model, pick_device
+from ..plots import plot_confusion_matrix
+from ..predict import model_bundle, predict_clips
+from ..train import make_scheduler, seed_everything, train_one_epoch
+from .cache import FeatureCache
+from .distributed import (
+    Ranks,
+    all_reduce,
+    broadcast_buffers,
+    check_ranks_agree,
+    quiet_unless_main,
+    start_distributed,
+)
+from .tracking import Tracker
+
+
+def default_workers() -> int:
+    """Return DataLoader workers that serve segments: none on 2 cores, up to 4 on bigger machines."""
+    cores = os.cpu_count() or 1
+    return 0 if cores <= 2 else min(4, cores - 1)
+
+
+def loader_settings(device: torch.device, num_workers: int, pin_memory: bool | None = None
+                    ) -> dict[str, Any]:
+    """Return DataLoader settings: workers, pinned memory on CUDA, persistent workers."""
+    return {
+        "num_workers": num_workers,
+        "pin_memory": device.type == "cuda" if pin_memory is None else pin_memory,
+        "persistent_workers": num_workers > 0,  # no new worker processes every epoch
+    }
+
+
+def use_amp(device: torch.device, amp: bool = True) -> bool:
+    """Return True where bf16 autocast runs: on a CUDA device that supports bfloat16."""
+    return amp and device.type == "cuda" and torch.cuda.is_bf16_supported()
+
+
+# ----------------------------------------------------------------------------- segments
+
+class SegmentBatch(NamedTuple):
+    """A batch of segments: (batch, n_mels, num_frames) features, targets and clip indices."""
+
+    segments: torch.Tensor
+    targets: torch.Tensor
+    clips: torch.Tensor
+
+
+class SampledSegments(SegmentDataset):
+    """The chapters' SegmentDataset, with crops chosen by `SegmentSampler` and whole batches read
+    at once (each segment copied from memory or its cache file straight into the batch)."""
+
+    def locate(self, index: int | tuple[int, float]) -> tuple[int, int]:
+        """Return the clip and first frame; a (clip, position in [0, 1)) pair fixes the crop."""
+        if not (self.train and isinstance(index, tuple)):
+            return super().locate(index)  # type: ignore[arg-type]
+        clip, position = index
+        spare = max(0, self.log_mels[clip].shape[-1] - self.num_frames)
+        return clip, min(spare, int(position * (spare + 1)))
+
+    def __getitems__(self, indices: Sequence[int | tuple[int, float]]) -> SegmentBatch:
+        """Return a whole batch, as the default collate would stack the items, in one copy."""
+        located = [self.locate(index) for index in indices]
+        first = self.log_mels[located[0][0]]
+        segments = torch.empty((len(located), *first.shape[:-1], self.num_frames),
+                               dtype=feature_dtype(first))
+        for row, (clip, start) in enumerate(located):
+            read_segment(self.log_mels[clip], start, self.num_frames, segments[row])
+        return SegmentBatch(segments, torch.tensor([self.targets[clip] for clip, _ in located]),
+                            torch.tensor([clip for clip, _ in located]))
+
+
+def collate_segments(batch: SegmentBatch | list[tuple[torch.Tensor, int, int]]) -> SegmentBatch:
+    """Pass on a batch that `SampledSegments.__getitems__` made; stack a list of items."""
+    if isinstance(batch, SegmentBatch):
+        return batch
+    segments, targets, clips = zip(*batch, strict=True)
+    return SegmentBatch(torch.stack(segments), torch.tensor(targets), torch.tensor(clips))
+
+
+class SegmentSampler(Sampler[tuple[int, float]]):
+    """Yield (clip, crop position in [0, 1)) pairs for one training epoch of one rank.
+
+    Clips are shuffled and shared between ranks by DistributedSampler (seeded by seed + epoch);
+    positions are drawn from (seed, epoch, rank) in the main process. So the crops depend on
+    neither the number of DataLoader workers nor their persistence, and a resumed run repeats
+    them. Call `set_epoch` before each epoch.
+    """
+
+    def __init__(self, num_clips: int, seed: int = 0, rank: int = 0, world_size: int = 1) -> None:
+        self.order = DistributedSampler(range(num_clips), num_replicas=world_size, rank=rank,
+                                        shuffle=True, seed=seed)
+        self.seed, self.rank, self.epoch = seed, rank, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Choose the epoch whose order and crops to yield."""
+        self.epoch = epoch
+        self.order.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return len(self.order)
+
+    def __iter__(self) -> Iterator[tuple[int, float]]:
+        clips = list(self.order)
+        state = np.random.SeedSequence([self.seed, self.epoch, self.rank]).generate_state(1)
+        generator = torch.Generator().manual_seed(int(state[0]))
+        positions = torch.rand(len(clips), generator=generator, dtype=torch.float64).tolist()
+        return iter(zip(clips, positions, strict=True))
+
+
+# ----------------------------------------------------------------------------- features
+
+@dataclass
+class Features:
+    """Log-Mel features of every clip of one split, with their targets."""
+
+    log_mels: list[LogMelSource]  # tensors in RAM, or cache entries read from disk on demand
+    targets: list[int]
+    paths: list[str] = field(default_factory=list)
+
+
+def resolve_cache(cache: FeatureCache | str | Path | bool | None) -> FeatureCache | None:
+    """Return the feature cache `cache` asks for: True the default one, a folder, or None (off)."""
+    if cache is None or cache is False:
+        return None
+    if cache is True:
+        return FeatureCache()
+    return cache if isinstance(cache, FeatureCache) else FeatureCache(cache)
+
+
+def compute_split_features(
+    manifest: pd.DataFrame,
+    classes: Sequence[str],
+    config: FeatureConfig,
+    device: torch.device,
+    progress: bool = True,
+    num_workers: int | None = None,
+    cache: FeatureCache | None = None,
+    ranks: Ranks | None = None,
+) -> dict[str, Features]:
+    """Compute each clip's log-Mel once and group them by split.
+
+    With a cache, clips seen before are read from disk and only the others are computed (each
+    rank computing its share first under DDP); without one, every log-Mel is kept in RAM.
+    """
+    ranks = ranks or Ranks()
+    index = {name: i for i, name in enumerate(classes)}
+    paths = manifest["path"].tolist()
+    if cache is None:
+        log_mels: list[LogMelSource] = list(
+            extract_log_mels(paths, config, device, num_workers=num_workers, progress=progress))
+    else:
+        if ranks.world_size > 1:
+            cache.log_mels(paths[ranks.rank :: ranks.world_size], config, device,
+                           num_workers=num_workers, progress=progress)
+            dist.barrier()
+        log_mels = list(cache.log_mels(paths, config, device, num_workers=num_workers,
+                                       progress=progress))
+    splits = {}
+    for split, rows in manifest.groupby("split"):
+        positions = [manifest.index.get_loc(i) for i in rows.index]
+        splits[str(split)] = Features(
+            log_mels=[log_mels[p] for p in positions],
+            targets=[index[label] for label in rows["label"]],
+            paths=[paths[p] for p in positions],
+        )
+    return splits
+
+
+def evaluate_clips(model: nn.Module, features: Features, recipe: Recipe, num_frames: int,
+                   device: torch.device, classes: Sequence[str], ranks: Ranks | None = None,
+                   amp: bool = False, num_workers: int = 0, pin_memory: bool = False
+                   ) -> tuple[float, dict[str, Any]]:
+    """Score whole clips with `predict_clips` (windows averaged); return the clip loss and metrics.
+
+    Under DDP each rank scores every world_size-th clip and the probabilities are summed, so
+    every rank gets the same metrics.
+    """
+    ranks = ranks or Ranks()
+    hop = max(1, int(num_frames * recipe.eval_hop_fraction))
+    share = range(ranks.rank, len(features.targets), ranks.world_size)
+    probabilities = torch.zeros(len(features.targets), len(classes))
+    if share:
+        windows = SampledSegments([features.log_mels[i] for i in share],
+                                  [features.targets[i] for i in share], num_frames, train=False,
+                                  hop_frames=hop)
+        loader = DataLoader(windows, batch_size=recipe.batch_size, num_workers=num_workers,
+                            pin_memory=pin_memory, collate_fn=collate_segments)
+        probabilities[ranks.rank :: ranks.world_size] = predict_clips(model, loader, device, amp)
+    probabilities = all_reduce(probabilities)
+    targets = torch.tensor(features.targets)
+    loss = float(nn.functional.nll_loss(probabilities.clamp_min(1e-8).log(), targets))
+    metrics = classification_metrics(targets.tolist(), probabilities.argmax(1).tolist(), classes)
+    return loss, metrics
+
+
+def make_optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
+    """Build Adam or AdamW with the recipe's learning rate and weight decay."""
+    optimizers = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
+    if recipe.optimizer not in optimizers:
+        raise AudioclsError(f"Unknown optimizer {recipe.optimizer!r}; choose {sorted(optimizers)}")
+    return optimizers[recipe.optimizer](model.parameters(), lr=recipe.lr,
+                                        weight_decay=recipe.weight_decay)
+
+
+# ----------------------------------------------------------------------------- the experiment
+
+@dataclass
+class TrainResult:
+    """What `run_experiment` returns: metrics, history and where the files went."""
+
+    metrics: dict[str, Any]
+    history: pd.DataFrame
+    output_dir: Path
+    model: nn.Module
+    recipe: Recipe
+
+
+def run_experiment(
+    manifest: pd.DataFrame,
+    recipe: Recipe,
+    output_dir: str | Path,
+    device: str | torch.device | None = None,
+    seed: int = 42,
+    tracking_mode: str | None = None,
+    progress: bool = True,
+    num_workers: int | None = None,
+    resume: bool = False,
+    cache: FeatureCache | str | Path | bool = True,
+    amp: bool = True,
+    channels_last: bool | None = None,
+    pin_memory: bool | None = None,
+) -> TrainResult:
+    """Train `recipe` on the manifest's train split, select on val, report on test.
+
+    Writes to `output_dir`: metrics.json, history.csv, model.pt, manifest.csv, recipe.json and
+    checkpoints/{best,last}.pt, each written atomically.
+
+    Speed switches, all on by default: `cache` (True: the default `FeatureCache`; a folder or a
+    FeatureCache; False keeps every log-Mel in RAM instead), `num_workers` (DataLoader
+    processes; default by CPU count), `amp` (bf16 autocast on CUDA), `channels_last` and
+    `pin_memory` (None: on with CUDA).
+
+    Under `torchrun --nproc_per_node=N` it trains with DistributedDataParallel: each rank trains
+    on its share of the clips, metrics cover all ranks, and only rank 0 prints, tracks and
+    writes files (the ranks must share the output folder's disk, as on one machine).
+    """
+    ranks, device, started_group = start_distributed(
+        pick_device(str(device) if device else None))
+    try:
+        with quiet_unless_main():
+            return _run_experiment(manifest, recipe, Path(output_dir), device, seed, tracking_mode,
+                                   progress and ranks.is_main, num_workers,
+                                   resume, resolve_cache(cache), use_amp(device, amp),
+                                   device.type == "cuda" if channels_last is None else channels_last,
+                                   pin_memory, ranks)
+    finally:
+        if started_group:
+            dist.destroy_process_group()
+
+
+def _seed_rank(seed: int, rank: int, epoch: int) -> None:
+    """Give ranks other than 0 their own augmentation draws (rank 0 keeps the single-process ones)."""
+    if rank:
+        torch.manual_seed(int(np.random.SeedSequence([seed, rank, epoch]).generate_state(1)[0]))
+
+
+def _run_experiment(
+    manifest: pd.DataFrame,
+    recipe: Recipe,
+    output_dir: Path,
+    device: torch.device,
+    seed: int,
+    tracking_mode: str | None,
+    progress: bool,
+    num_workers: int | None,
+    resume: bool,
+    cache: FeatureCache | None,
+    amp: bool,
+    channels_last: bool,
+    pin_memory: bool | None,
+    ranks: Ranks,
+) -> TrainResult:
+    """Run `run_experiment` once the device, ranks and switches are settled."""
+    if ranks.is_main:
+        output_dir.mkdir(parents=True, exist_ok=True)
+    seed_everything(seed)
+    manifest = limit_per_class(manifest, recipe.clips_per_class, seed=seed)
+    for warning in check_splits(manifest):
+        print(f"Warning: {warning}")
+    classes = class_names(manifest)
+    if ranks.is_main:
+        save_manifest(manifest, output_dir / "manifest.csv")
+        write_json(output_dir / "recipe.json", recipe.to_dict())
+
+    # No longer than a typical long clip: 30 s segments of 5 s clips would be mostly padding.
+    segment_seconds = min(recipe.segment_seconds, float(manifest["duration"].quantile(0.95)))
+    num_frames = recipe.feature.seconds_to_frames(segment_seconds)
+    print(f"Recipe {recipe.name}: {recipe.model} at {recipe.image_size} px, {recipe.epochs} "
+          f"epochs, segments of {segment_seconds:.2f} s ({num_frames} frames), device {device}"
+          + (f" x {ranks.world_size} ranks" if ranks.world_size > 1 else ""))
+    if cache is not None:
+        print(f"Feature cache: {cache.root}")
+
+    splits = compute_split_features(manifest, classes, recipe.feature, device, progress,
+                                    num_workers, cache, ranks)
+    train = splits["train"]
+    mean, std = 0.0, 1.0
+    if recipe.normalize:  # each rank reads its share of the clips; the sums add up
+        moments = feature_moments(train.log_mels[ranks.rank :: ranks.world_size])
+        mean, std = stats_from_moments(all_reduce(moments))
+
+    # Seed again: computing features draws from the global RNG (a DataLoader takes its base seed
+    # there) and a warm cache skips that, so the model would otherwise start elsewhere.
+    seed_everything(seed)
+    model = create_model(recipe.model, len(classes), recipe.image_size, mean, std,
+                         recipe.pretrained).to(device)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    augment = (Augment(recipe, len(classes), mean, num_frames).to(device)
+               if has_augmentation(recipe) else None)
+    optimizer = make_optimizer(model, recipe)
+    scheduler = make_scheduler(optimizer, recipe)
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing)
+    loader_kwargs = loader_settings(device, default_workers() if num_workers is None
+                                    else num_workers, pin_memory)
+    eval_kwargs = {"ranks": ranks, "amp": amp, "num_workers": loader_kwargs["num_workers"],
+                   "pin_memory": loader_kwargs["pin_memory"]}
+    sampler = SegmentSampler(len(train.targets), seed, ranks.rank, ranks.world_size)
+    train_loader = DataLoader(
+        SampledSegments(train.log_mels, train.targets, num_frames, train=True),
+        batch_size=recipe.batch_size, sampler=sampler, collate_fn=collate_segments,
+        drop_last=len(sampler) > recipe.batch_size, **loader_kwargs,
+    )
+
+    checkpoints = output_dir / "checkpoints"
+    history: list[dict[str, Any]] = []
+    best: dict[str, Any] = {"epoch": -1, "val_acc": -1.0, "val_loss": math.inf}
+    start_epoch = 0
+    run_id = None
+    if resume and (checkpoints / "last.pt").exists():
+        state = load_torch(checkpoints / "last.pt")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["torch_rng"])
+        history, best, run_id = state["history"], state["best"], state.get("run_id")
+        start_epoch = state["epoch"] + 1
+        print(f"Resuming from {checkpoints / 'last.pt'} after epoch {start_epoch}")
+    elif resume:
+        print(f"No checkpoint in {checkpoints}; starting from scratch")
+    _seed_rank(seed, ranks.rank, start_epoch)
+    net: nn.Module = model
+    if ranks.world_size > 1:
+        net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda"
+                                      else None)
+
+    tracker = Tracker(experiment=output_dir.name, mode=tracking_mode if ranks.is_main else
+                      "disabled", log_dir=output_dir.parent / "swanlog",
+                      config={**recipe.to_dict(), "seed": seed, "classes": classes}, run_id=run_id)
+    has_val = "val" in splits
+    if not has_val:
+        print("Note: no validation split; the last epoch's model is kept")
+    try:
+        for epoch in range(start_epoch, recipe.epochs):
+            started = time.perf_counter()
+            lr = optimizer.param_groups[0]["lr"]
+            sampler.set_epoch(epoch)
+            batches = tqdm(train_loader, desc=f"epoch {epoch + 1}/{recipe.epochs}", unit="batch",
+                           leave=False, disable=not progress)
+            train_loss, train_acc = train_one_epoch(net, batches, loss_fn, optimizer, device,
+                                                    augment, recipe.accumulate, amp)
+            # Each rank trained on an equal share: the mean of the ranks' means is the mean.
+            train_loss, train_acc = (all_reduce(torch.tensor([train_loss, train_acc],
+                                                             dtype=torch.float64))
+                                     / ranks.world_size).tolist()
+            scheduler.step()
+            broadcast_buffers(model)  # each rank updated BatchNorm statistics on its own batch
+            row = {"epoch": epoch + 1, "lr": lr, "train_loss": train_loss, "train_acc": train_acc,
+                   "val_loss": math.nan, "val_acc": math.nan}
+            if has_val:
+                val_loss, val_metrics = evaluate_clips(model, splits["val"], recipe, num_frames,
+                                                       device, classes, **eval_kwargs)
+                row.update(val_loss=val_loss, val_acc=val_metrics["accuracy"])
+            row["seconds"] = round(time.perf_counter() - started, 2)
+            history.append(row)
+            print(f"epoch {epoch + 1:>3}/{recipe.epochs}  lr {lr:.2e}  train loss {train_loss:.4f} "
+                  f"acc {train_acc:.3f}  val loss {row['val_loss']:.4f} acc {row['val_acc']:.3f}  "
+                  f"({row['seconds']:.1f} s)")
+            tracker.log({"train/loss": train_loss, "train/acc": train_acc,
+                         "train/epoch": epoch + 1, "train/lr": lr}, step=epoch + 1)
+            if has_val:
+                tracker.log({"val/loss": row["val_loss"], "val/acc": row["val_acc"]},
+                            step=epoch + 1)
+            # As chapter 03's `fit`: the best validation accuracy, ties going to the lower loss.
+            if not has_val or (row["val_acc"], -row["val_loss"]) > (best["val_acc"],
+                                                                    -best["val_loss"]):
+                best = {"epoch": epoch + 1, "val_acc": row["val_acc"], "val_loss": row["val_loss"]}
+                if ranks.is_main:
+                    save_torch(model_bundle(model, recipe, classes, num_frames),
+                               checkpoints / "best.pt")
+            if ranks.is_main:
+                save_torch({
+                    "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(), "torch_rng": torch.get_rng_state(),
+                    "epoch": epoch, "history": history, "best": best, "run_id": tracker.run_id,
+                }, checkpoints / "last.pt")
+
+        if ranks.world_size > 1:
+            checksum = check_ranks_agree(model)
+            print(f"All {ranks.world_size} ranks agree: weights checksum {checksum:.6f}")
+            dist.barrier()  # rank 0 has written best.pt before any rank reads it
+        # Report on the test set with the model chosen on validation: the test set chose nothing.
+        bundle = load_torch(checkpoints / "best.pt")
+        model.load_state_dict(bundle["state_dict"])
+        results: dict[str, Any] = {"classes": classes, "recipe": recipe.name, "seed": seed,
+                                   "best_epoch": best["epoch"], "segment_seconds": segment_seconds,
+                                   "device": str(device), "world_size": ranks.world_size}
+        for split in ("val", "test"):
+            if split in splits:
+                _, results[split] = evaluate_clips(model, splits[split], recipe, num_frames,
+                                                   device, classes, **eval_kwargs)
+            else:
+                results[split] = None
+                print(f"Note: no {split} split, so no {split} metrics")
+        if results["test"] and ranks.is_main:
+            tracker.log({"test/acc": results["test"]["accuracy"],
+                         "test/macro_f1": results["test"]["macro_f1"]})
+            figure = plot_confusion_matrix(results["test"]["confusion_matrix"], classes)
+            figure.savefig(output_dir / "confusion_matrix.png", dpi=100)
+            tracker.log_figure("test/confusion_matrix", figure)
+            plt.close(figure)
+    finally:
+        tracker.finish()
+
+    history_table = pd.DataFrame(history)
+    if ranks.is_main:
+        write_csv(history_table, output_dir / "history.csv")
+        write_json(output_dir / "metrics.json", results)
+        save_torch(bundle, output_dir / "model.pt")
+    return TrainResult(results, history_table, output_dir, model, recipe)
