@@ -19,7 +19,7 @@ from torch import nn
 from torchvision.transforms import v2
 
 from .config import FeatureConfig, Recipe
-from .features import LogMel
+from .features import MelPower
 
 
 class RandomGain(nn.Module):  #@save
@@ -43,7 +43,7 @@ class AddNoise(nn.Module):  #@save
     def __init__(self, config: FeatureConfig, max_std: float) -> None:
         super().__init__()
         self.max_std, self.hop_length, self.to_db = max_std, config.hop_length, config.to_db
-        self.mel_power = LogMel(config).mel  # the features' own MelSpectrogram, without the dB step
+        self.mel_power = MelPower(config)  # the features' own Mel power step, without the dB step
 
     def forward(self, segments: torch.Tensor) -> torch.Tensor:
         batch, _, frames = segments.shape  # (batch, n_mels, frames)

@@ -247,19 +247,12 @@ def plot_mel_scale(max_hz: float) -> Figure:
 
 def plot_lr_schedule(recipes: Mapping[str, Recipe]) -> Figure:
     """Plot the learning rate per epoch that `train.make_scheduler` gives each recipe, on a log scale."""
-    from .train import make_scheduler  # training code: imported only when this figure is drawn
+    from .train import scheduled_rates  # training code: imported only when this figure is drawn
 
     figure, ax = plt.subplots(figsize=(7, 3))
     for name, recipe in recipes.items():
-        optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=recipe.lr)
-        scheduler = make_scheduler(optimizer, recipe)
-        rates = []
-        for _ in range(recipe.epochs):  # the rate each epoch trains with, stepped as `fit` does
-            rates.append(optimizer.param_groups[0]["lr"])
-            optimizer.step()
-            scheduler.step()
-        ax.step(np.arange(1, recipe.epochs + 1), rates, where="mid", marker="o", markersize=3,
-                label=name)
+        ax.step(np.arange(1, recipe.epochs + 1), scheduled_rates(recipe, recipe.lr), where="mid",
+                marker="o", markersize=3, label=name)
     ax.set(title="Learning rate per epoch", xlabel="Epoch", ylabel="Learning rate", yscale="log")
     ax.grid(alpha=0.3)
     ax.legend()

@@ -95,9 +95,8 @@ class Predictor:
         self.class_names: list[str] = list(bundle["class_names"])
         self.num_frames = int(bundle["num_frames"])
         self.model = create_model(bundle["model_name"], len(self.class_names),
-                                  self.recipe.image_size, bundle["mean"], bundle["std"],
-                                  pretrained="no")
-        self.model.load_state_dict(bundle["state_dict"])
+                                  self.recipe.image_size, pretrained="no")
+        self.model.load_state_dict(bundle["state_dict"])  # mean and std included
         self.model.to(self.device).eval()
         self.log_mel = LogMel(self.recipe.feature)
 

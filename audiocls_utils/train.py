@@ -114,3 +114,15 @@ def make_scheduler(optimizer, recipe):  #@save
     ramp = LinearLR(optimizer, start_factor=1 / warmup, total_iters=max(1, warmup - 1))
     return SequentialLR(optimizer, [ramp, after], milestones=[warmup])
 
+
+def scheduled_rates(recipe, lr=1.0):
+    """Return the learning rate of each epoch that `make_scheduler` gives `recipe`, starting
+    from `lr` (1.0: the factors), stepped once per epoch as `fit` steps it."""
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=lr)
+    scheduler = make_scheduler(optimizer, recipe)
+    rates = []
+    for _ in range(recipe.epochs):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    return rates

@@ -10,10 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-import torch
-
-from audiocls_utils.config import Recipe
-from audiocls_utils.train import make_scheduler
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("AUDIOCLS_SHARED_DATA", REPO.parent / "shared" / "data"))
@@ -33,15 +29,3 @@ def write_wav(path: Path, samples: np.ndarray, sample_rate: int = 22050,
     path.parent.mkdir(parents=True, exist_ok=True)
     sf.write(str(path), samples, sample_rate, subtype=subtype)
     return path
-
-
-def scheduled_rates(recipe: Recipe, lr: float = 1.0) -> list[float]:
-    """Return the learning rate of each epoch that `make_scheduler` gives `recipe`."""
-    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=lr)
-    scheduler = make_scheduler(optimizer, recipe)
-    rates = []
-    for _ in range(recipe.epochs):
-        rates.append(optimizer.param_groups[0]["lr"])
-        optimizer.step()
-        scheduler.step()
-    return rates

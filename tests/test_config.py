@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-from helpers import scheduled_rates
 
 from audiocls_utils.config import (
     ALIASES,
@@ -17,6 +16,7 @@ from audiocls_utils.config import (
     get_recipe,
 )
 from audiocls_utils.errors import AudioclsError
+from audiocls_utils.train import scheduled_rates
 
 
 def test_advanced_schedule_warms_up_for_5_epochs_then_steps_every_10() -> None:

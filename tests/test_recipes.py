@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import scheduled_rates, tone, write_wav
+from helpers import tone, write_wav
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -27,7 +27,7 @@ from audiocls_utils.data import build_manifest, make_splits
 from audiocls_utils.engine.runner import run_experiment
 from audiocls_utils.errors import AudioclsError
 from audiocls_utils.features import LogMel, extract_log_mels
-from audiocls_utils.train import make_scheduler, train_one_epoch
+from audiocls_utils.train import make_scheduler, scheduled_rates, train_one_epoch
 
 
 def test_cosine_schedule_warms_up_then_falls_towards_zero() -> None:

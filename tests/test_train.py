@@ -12,7 +12,6 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-from helpers import scheduled_rates
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -21,7 +20,7 @@ from audiocls_utils.config import apply_profile, get_recipe
 from audiocls_utils.data import SegmentDataset, build_manifest, make_splits
 from audiocls_utils.engine.runner import run_experiment
 from audiocls_utils.predict import Predictor, load_bundle
-from audiocls_utils.train import evaluate, fit, train_one_epoch
+from audiocls_utils.train import evaluate, fit, scheduled_rates, train_one_epoch
 
 
 def _quick(recipe_name: str = "baseline", **changes: object):  # noqa: ANN202
