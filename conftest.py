@@ -1,4 +1,5 @@
-"""Run the notebooks under pytest (nbmake): smoke profile, built-in data, no tracking, static
+"""Run the notebooks under pytest (nbmake): the chapters and their worked solutions
+(notebooks/solutions/), each in the smoke profile, on built-in data, with no tracking, static
 figures, and a fresh working folder per notebook (so none depends on another's files)."""
 
 from __future__ import annotations

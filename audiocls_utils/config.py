@@ -12,7 +12,7 @@ from typing import Any
 
 from .errors import AudioclsError
 
-PROFILES = ("smoke", "cpu", "full")
+PROFILES = ("smoke", "cpu", "gpu16", "full")
 SPLIT_NAMES = ("train", "val", "test")
 
 
@@ -177,17 +177,55 @@ def get_recipe(name: str) -> Recipe:
         raise AudioclsError(f"Unknown recipe {name!r}; choose one of {sorted(RECIPES)}") from None
 
 
-def default_profile(device: str) -> str:
-    """Return `full` on CUDA and `cpu` elsewhere."""
-    return "full" if str(device).startswith("cuda") else "cpu"
+# GPU memory (GiB, as PyTorch reports a card's total) the `full` profile needs. Its largest recipe,
+# ResNeXt101 at 512 px with batches of 16, takes about 20.8 GiB of activations in float32
+# (chapter 04's estimate) plus 1.3 GiB of weights, gradients and Adam state; bf16 autocast, on GPUs
+# that run it natively (Ampere and newer), halves the activations. `gpu16` trains batches of 8
+# (accumulating gradients to the recipe's batch), half of that.
+FULL_GIB = {"float32": 30.0, "bf16": 20.0}
+GPU16_GIB = {"float32": 14.0, "bf16": 10.0}
+GPU16_BATCH = 8
+
+
+def default_profile(device: str, memory_gib: float | None = None, native_bf16: bool = False) -> str:
+    """Return the profile for a device (see `choose_profile`)."""
+    return choose_profile(device, memory_gib, native_bf16)[0]
+
+
+def choose_profile(device: str, memory_gib: float | None = None, native_bf16: bool = False,
+                   gpu_name: str = "the GPU") -> tuple[str, str]:
+    """Return the profile for a device and the reason, from its type and (CUDA) memory in GiB.
+
+    `full` only where the GPU holds the original recipe's largest run, `gpu16` where it holds half
+    a batch (a 16 GB card such as a free Colab T4), else `cpu`: small images, on any device.
+    """
+    kind = str(device).split(":")[0]
+    if kind != "cuda":
+        why = "Apple's GPU shares the laptop's memory" if kind == "mps" else "no GPU"
+        return "cpu", f"{why}: ResNet18 at 96 px for 10 epochs"
+    if memory_gib is None:
+        return "full", "CUDA GPU of unknown memory: the recipes as written"
+    precision = "bf16" if native_bf16 else "float32"
+    has = f"{gpu_name} has {memory_gib:.1f} GiB" + (", bf16" if native_bf16 else ", no native bf16")
+    if memory_gib >= FULL_GIB[precision]:
+        return "full", f"{has}: the recipes as written"
+    if memory_gib >= GPU16_GIB[precision]:
+        return "gpu16", (f"{has}, under the {FULL_GIB[precision]:g} GiB the full 512 px recipe needs: "
+                         f"batches of {GPU16_BATCH}, gradients accumulated to the recipe's batch")
+    return "cpu", f"{has}, under the {GPU16_GIB[precision]:g} GiB of gpu16: the cpu profile's sizes"
 
 
 def apply_profile(recipe: Recipe, profile: str) -> Recipe:
-    """Scale a recipe to a profile: `full` as written, `cpu` minutes on 2 cores, `smoke` seconds."""
+    """Scale a recipe to a profile: `full` as written, `gpu16` for a 16 GB GPU, `cpu` minutes on 2 cores,
+    `smoke` seconds."""
     if profile not in PROFILES:
         raise AudioclsError(f"Unknown profile {profile!r}; choose one of {list(PROFILES)}")
     if profile == "full":
         return recipe
+    if profile == "gpu16":  # same model, images and schedule; smaller batches, same effective batch
+        batch_size = min(recipe.batch_size, GPU16_BATCH)
+        return replace(recipe, name=f"{recipe.name}@gpu16", batch_size=batch_size,
+                       accumulate=recipe.accumulate * math.ceil(recipe.batch_size / batch_size))
     if profile == "cpu":
         # resnet18 for every recipe: grouped convolutions are slow on CPUs (resnext50_32x4d took
         # 2.1x resnet18's time per training step at 64 px, 2.5x at 96 px, on 2 cores).

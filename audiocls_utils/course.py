@@ -2,10 +2,11 @@
 
 Every notebook starts with `course = setup_notebook(...)`. What it reads (all optional):
 
-- AUDIOCLS_PROFILE: smoke | cpu | full (default: full on a CUDA GPU, cpu elsewhere)
+- AUDIOCLS_PROFILE: smoke | cpu | gpu16 | full (default: the one that fits the machine's GPU
+  memory, `models.machine_profile`; cpu without a CUDA GPU)
 - AUDIOCLS_DATA: a dataset folder (GTZAN's `genres/` and Kaggle's `Data/genres_original/` are
-  found inside it), or `synthetic` for the built-in set. Default: `data/GTZAN` in the course
-  folder when it exists, else the built-in synthetic set.
+  found inside it), or `synthetic` for the built-in set. Default: `data/gtzan` (any letter case)
+  in the course folder when it exists, else the built-in synthetic set.
 - AUDIOCLS_WORKDIR: where notebooks write (default: `outputs/course` in the course folder):
   `data/synthetic-<profile>/` (the built-in set), `manifest.csv` (+ `manifest.json`, what it was
   built from), `runs/<recipe>-<profile>/` (one training run each), `runs/swanlog/` (SwanLab).
@@ -30,7 +31,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .config import PROFILES, FeatureConfig, Recipe, apply_profile, default_profile, get_recipe
+from .config import PROFILES, FeatureConfig, Recipe, apply_profile, get_recipe
 from .data import (
     build_manifest,
     find_data_root,
@@ -42,11 +43,17 @@ from .data import (
 from .engine.cache import FeatureCache
 from .engine.runner import run_experiment
 from .engine.synth import generate_dataset
-from .engine.tracking import resolve_mode
+from .engine.tracking import (  # noqa: F401 - the chapters import the SwanLab helpers from here
+    misclassified,
+    quiet_swanlab,
+    resolve_mode,
+    swanlab_line,
+    swanlab_test_media,
+)
 from .errors import AudioclsError
 from .files import save_torch, write_csv, write_json
-from .gtzan import GENRES  # GTZAN's ten genres, which the built-in set copies
-from .models import pick_device
+from .gtzan import GENRES, find_gtzan  # GENRES: GTZAN's ten genres, which the built-in set copies
+from .models import machine_profile, pick_device
 from .predict import model_bundle
 from .train import seed_everything
 
@@ -55,11 +62,12 @@ PROFILE_ENV, DATA_ENV, WORKDIR_ENV, WIDGETS_ENV = (
 SYNTHETIC = ("synthetic", "builtin", "built-in")  # AUDIOCLS_DATA values that ask for the built-in set
 
 # Size of the built-in set per profile: (clips per genre, seconds per clip). `full` is GTZAN's size.
-SYNTH_SIZES = {"smoke": (8, 2.0), "cpu": (30, 6.0), "full": (100, 30.0)}
+SYNTH_SIZES = {"smoke": (8, 2.0), "cpu": (30, 6.0), "gpu16": (100, 30.0), "full": (100, 30.0)}
 PROFILE_NOTES = {
     "smoke": "seconds per notebook, for tests: tiny data, 2 epochs, numbers mean nothing",
     "cpu": "laptop-sized: minutes per notebook on 2 cores",
-    "full": "the recipes as written: needs a GPU",
+    "gpu16": "the recipes as written, in smaller batches: a 16 GB GPU",
+    "full": "the recipes as written: needs a large GPU",
 }
 HEADLINE = "Headline: "  # the line `make demo` picks out of each executed notebook
 
@@ -82,13 +90,18 @@ def workdir() -> Path:
     return folder.resolve()
 
 
-def resolve_profile(profile: str | None, device: torch.device | str) -> str:
-    """Return the profile: the argument, else $AUDIOCLS_PROFILE, else full on CUDA and cpu elsewhere."""
-    chosen = (profile or os.environ.get(PROFILE_ENV) or default_profile(str(device))).lower()
+def resolve_profile(profile: str | None, device: torch.device | str) -> tuple[str, str]:
+    """Return the profile and why: the argument, else $AUDIOCLS_PROFILE, else what fits the device."""
+    if profile or os.environ.get(PROFILE_ENV):
+        chosen, why = ((profile, "set in the parameters cell") if profile
+                       else (os.environ[PROFILE_ENV], f"set by {PROFILE_ENV}"))
+        chosen = chosen.lower()
+    else:
+        chosen, why = machine_profile(device)
     if chosen not in PROFILES:
         raise AudioclsError(f"Unknown profile {chosen!r} (from {PROFILE_ENV} or the parameters "
                             f"cell); choose one of {list(PROFILES)}")
-    return chosen
+    return chosen, why
 
 
 def tracking_mode(profile: str) -> str:
@@ -113,7 +126,8 @@ class DatasetInfo:
 
     def describe(self) -> str:
         """Return a line naming the dataset and its folder (and a warning line if synthetic)."""
-        note = "\n          synthetic music, NOT GTZAN: accuracies on it say nothing about GTZAN"
+        note = ("\n          synthetic music, NOT GTZAN: accuracies on it say nothing about GTZAN "
+                "(chapter 01, section 1: how to get GTZAN)")
         return f"{self.name} at {self.root}{note if self.synthetic else ''}"
 
 
@@ -122,13 +136,15 @@ def synthetic_dataset(profile: str, folder: Path | None = None, progress: bool =
     """Generate (or reuse) the built-in set sized for `profile` under `folder` (default: workdir/data)."""
     clips, seconds = SYNTH_SIZES[profile]
     out = (folder or workdir() / "data") / f"synthetic-{profile}"
-    root = generate_dataset(out, clips_per_class=clips, seconds=seconds, progress=progress)
+    # The course owns this folder: a set from an older generator is replaced, not refused.
+    root = generate_dataset(out, clips_per_class=clips, seconds=seconds, progress=progress,
+                            replace=True)
     return DatasetInfo(root, f"built-in synthetic set, {clips} clips x {seconds:g} s per genre",
                        synthetic=True)
 
 
 def find_dataset(data: str | None, profile: str, progress: bool = True) -> DatasetInfo:
-    """Return the dataset: `data` or $AUDIOCLS_DATA, else data/GTZAN if present, else the built-in set.
+    """Return the dataset: `data` or $AUDIOCLS_DATA, else data/gtzan if present, else the built-in set.
 
     A relative path is read from the working folder, else from the course folder.
     """
@@ -136,12 +152,12 @@ def find_dataset(data: str | None, profile: str, progress: bool = True) -> Datas
     if chosen and chosen.lower() in SYNTHETIC:
         return synthetic_dataset(profile, progress=progress)
     if not chosen:
-        gtzan = course_root() / "data" / "GTZAN"
-        if not gtzan.is_dir():
+        gtzan = find_gtzan(course_root())  # data/gtzan, where `audiocls download gtzan` puts it
+        if gtzan is None:
             return synthetic_dataset(profile, progress=progress)
         chosen = str(gtzan)
     path = Path(chosen).expanduser()
-    if not path.is_absolute() and not path.exists():  # relative to the course folder, e.g. data/GTZAN
+    if not path.is_absolute() and not path.exists():  # relative to the course folder, e.g. data/gtzan
         path = course_root() / path
     root = find_data_root(path).resolve()
     folders = {p.name for p in root.iterdir() if p.is_dir()}
@@ -287,9 +303,10 @@ class Course:
     def train(self, recipe: Recipe, manifest: pd.DataFrame | None = None) -> Run:
         """Train `recipe` on the course manifest and return the finished run."""
         manifest = self.manifest() if manifest is None else manifest
-        run_experiment(manifest, recipe, self.run_dir(recipe), device=self.device, seed=self.seed,
-                       tracking_mode=self.tracking_mode, progress=False)
-        return read_run(self.run_dir(recipe))
+        folder = self.run_dir(recipe)  # the engine prints where its SwanLab run is logged
+        run_experiment(manifest, recipe, folder, device=self.device, seed=self.seed,
+                       tracking_mode=self.tracking_mode, progress=False, overwrite=True)
+        return read_run(folder)
 
     def reuse_or_train(self, recipe: Recipe, manifest: pd.DataFrame | None = None) -> Run:
         """Return the run of `recipe` left by an earlier notebook if it used this data, else train it."""
@@ -300,6 +317,11 @@ class Course:
             return read_run(folder)
         print(f"No matching run in {folder}: training {recipe.name} now")
         return self.train(recipe, manifest)
+
+    def swanlab_line(self, name: str) -> str:
+        """Return the one line a notebook prints for a SwanLab run: where it goes, how to view it."""
+        why = "the smoke profile" if self.profile == "smoke" else "SWANLAB_MODE=disabled"
+        return swanlab_line(name, self.tracking_mode, self.swanlog_dir, f"tracking is off in {why}")
 
 
 def _use_inline_figures() -> None:
@@ -326,7 +348,7 @@ def setup_notebook(profile: str | None = None, data: str | None = None, seed: in
     _use_inline_figures()
     plt.rcParams.update({"figure.dpi": 100, "axes.titlesize": 11})
     device = pick_device()
-    chosen = resolve_profile(profile, device)
+    chosen, why = resolve_profile(profile, device)
     seed_everything(seed)
     dataset = find_dataset(data, chosen, progress=widgets_enabled() if progress is None else progress)
     course = Course(chosen, device, seed, dataset, workdir(), tracking_mode(chosen))
@@ -334,7 +356,7 @@ def setup_notebook(profile: str | None = None, data: str | None = None, seed: in
           f"{torchaudio.__version__} | Python {platform.python_version()}")
     threads = f" ({torch.get_num_threads()} threads)" if device.type == "cpu" else ""
     print(f"Device:   {device}{threads}")
-    print(f"Profile:  {chosen} ({PROFILE_NOTES[chosen]})")
+    print(f"Profile:  {chosen}, {PROFILE_NOTES[chosen]} ({why})")
     print(f"Dataset:  {dataset.describe()}")
     print(f"Outputs:  {course.workdir}")
     print(f"Seed {seed}; SwanLab tracking {course.tracking_mode}")

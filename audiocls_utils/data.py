@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +20,7 @@ from .config import SPLIT_NAMES
 from .errors import AudioclsError
 from .features import crop_or_pad, window_starts
 from .files import write_csv
-from .gtzan import split_filtered
+from .gtzan import KNOWN_BAD_FILES, split_filtered
 
 MANIFEST_COLUMNS = ["path", "label", "group", "duration", "sample_rate", "channels", "split"]
 
@@ -29,13 +29,7 @@ LABEL_PATTERNS = {
     "fsdd": r"^(?P<label>\d)_(?P<group>[A-Za-z]+)_\d+$",  # {digit}_{speaker}_{take}.wav
 }
 
-# Files known to be broken in public copies of datasets: excluded by name, with the reason.
-KNOWN_BAD_FILES = {
-    "jazz.00054.wav": "known-corrupt GTZAN file (Kaggle copy) that no decoder reads",
-}
-
 GROUPS_FILE = "groups.csv"
-SYNTH_MARKER = ".synth.json"  # written by audiocls_utils.engine.synth: its files are not GTZAN's
 MIN_SECONDS = 0.1  # shorter clips hold too little sound to classify: excluded
 LONG_SECONDS = 600.0  # longer clips are kept, with a note: training sees random segments of them
 
@@ -99,15 +93,56 @@ def _label_from_pattern(pattern: str) -> Callable[[Path], tuple[str, str] | None
     return read
 
 
+def check_table(path: str | Path, what: str, columns: Sequence[str],
+                filled: Sequence[str] | None = None, numeric: Sequence[str] = ()) -> None:
+    """Stop unless `path` is a UTF-8 CSV with `columns`, those in `filled` (default: all) filled
+    in, and numbers in the `numeric` ones."""
+    path = Path(path)
+    if not path.is_file():
+        raise AudioclsError(f"{what} {path} not found: check the path")
+    try:
+        table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except pd.errors.EmptyDataError:
+        raise AudioclsError(f"{what} {path} is empty: it needs a header line "
+                            f"{','.join(columns)} and one row per clip") from None
+    except UnicodeDecodeError as error:
+        raise AudioclsError(f"{what} {path} is not UTF-8 text (byte 0x{error.object[error.start]:02x}"
+                            f" at position {error.start}): save it as a UTF-8 CSV with columns "
+                            f"{','.join(columns)}") from None
+    except pd.errors.ParserError as error:
+        reason = str(error).splitlines()[0].removeprefix("Error tokenizing data. C error: ")
+        raise AudioclsError(f"{what} {path} is not a readable CSV ({reason}): save it as UTF-8 "
+                            f"comma-separated text with columns {','.join(columns)}") from None
+    missing = [c for c in columns if c not in table.columns]
+    if missing:
+        raise AudioclsError(f"{what} {path} lacks column(s) {missing} (found "
+                            f"{list(table.columns)}): it needs {','.join(columns)}")
+    for column in columns if filled is None else filled:
+        blank = table.index[table[column].str.strip() == ""].tolist()
+        if blank:
+            raise AudioclsError(f"{what} {path}: row(s) {[i + 2 for i in blank[:5]]} have no "
+                                f"{column}; fill them in or delete the rows")
+    repeated = table.index[table["path"].duplicated()].tolist() if "path" in columns else []
+    if repeated:
+        first = table.index[table["path"] == table.at[repeated[0], "path"]][0]
+        raise AudioclsError(f"{what} {path} lists {table.at[first, 'path']!r} twice (rows "
+                            f"{first + 2} and {repeated[0] + 2}): keep one row per clip")
+    for column in numeric:
+        bad = table.index[pd.to_numeric(table[column], errors="coerce").isna()].tolist()
+        if bad:
+            raise AudioclsError(f"{what} {path}: column {column!r} holds "
+                                f"{table.at[bad[0], column]!r} in row {bad[0] + 2}, not a number; "
+                                "write the manifest again with `audiocls prepare`")
+
+
 def read_groups(root: Path) -> dict[str, str]:
     """Read `root/groups.csv` (columns path,group; paths relative to root) if it exists."""
     table_path = root / GROUPS_FILE
     if not table_path.exists():
         return {}
-    table = pd.read_csv(table_path, dtype=str)
-    if not {"path", "group"} <= set(table.columns):
-        raise AudioclsError(f"{table_path}: needs columns 'path' and 'group'")
-    return dict(zip(table["path"], table["group"].fillna(""), strict=True))
+    check_table(table_path, "Groups file", ("path", "group"), filled=("path",))
+    table = pd.read_csv(table_path, dtype=str, keep_default_na=False)
+    return dict(zip(table["path"], table["group"], strict=True))
 
 
 def build_manifest(
@@ -115,6 +150,7 @@ def build_manifest(
     label_pattern: str | None = None,
     progress: bool = True,
     labels_csv: str | Path | None = None,
+    allow_similar_labels: bool = False,
 ) -> tuple[pd.DataFrame, list[Excluded]]:
     """Decode every clip below `data_dir` once and return the manifest and the excluded clips.
 
@@ -122,6 +158,8 @@ def build_manifest(
     `label_pattern` is given (a name in LABEL_PATTERNS or a regex with (?P<label>) and optional
     (?P<group>)), or from `labels_csv` (columns path,label[,group]; paths relative to the data
     folder). Groups (speaker, artist) come from the pattern, the CSV or `root/groups.csv`.
+    Labels that look like typos of one another stop it (`check_label_typos`) unless
+    `allow_similar_labels` (e.g. `tree` and `three` are both real classes).
     """
     root = find_data_root(data_dir)
     excluded: list[Excluded] = []
@@ -140,7 +178,10 @@ def build_manifest(
     rows = []
     for path, label, group in tqdm(candidates, desc="Checking clips", unit="clip",
                                    disable=not progress):
-        problem, info = _check_clip(path)
+        if printable(path) != str(path):  # the manifest CSV must be able to hold its name
+            problem, info = "file name is not valid UTF-8: rename it (e.g. with `convmv`)", None
+        else:
+            problem, info = check_clip(path)
         if problem:
             excluded.append(Excluded(printable(path), problem))
             continue
@@ -159,7 +200,8 @@ def build_manifest(
             + (f"; {len(excluded)} file(s) were excluded" if excluded else "")
         )
     manifest = pd.DataFrame(rows).sort_values(["label", "path"], ignore_index=True)
-    check_label_typos(manifest)
+    if not allow_similar_labels:
+        check_label_typos(manifest)
     return manifest, excluded
 
 
@@ -168,16 +210,19 @@ def printable(path: Path) -> str:
     return os.fsencode(path).decode("utf-8", errors="backslashreplace")
 
 
-def _check_clip(path: Path) -> tuple[str | None, AudioInfo | None]:
-    """Return (reason to exclude, None) or (None, info) for one candidate clip."""
-    if path.name in KNOWN_BAD_FILES and not (path.parent.parent / SYNTH_MARKER).exists():
-        return KNOWN_BAD_FILES[path.name], None
-    if printable(path) != str(path):
-        return "file name is not valid UTF-8: rename it (e.g. with `convmv`)", None
+def check_clip(path: str | Path) -> tuple[str | None, AudioInfo | None]:
+    """Return (why the clip cannot be used, None) or (None, its description).
+
+    The one check of a clip: `build_manifest` excludes what it rejects, and `predict` names it.
+    Decodes the whole file, block by block.
+    """
+    path = Path(path)
     try:
         info = describe_audio(path)
     except AudioclsError as error:
-        return str(error).removeprefix(f"{path}: "), None
+        reason = str(error).removeprefix(f"{path}: ")
+        known = KNOWN_BAD_FILES.get(path.name)
+        return (f"{reason.rstrip('.')}. It is {known}" if known else reason), None
     if info.peak == 0.0:
         return "digital silence (every sample is 0)", None
     if info.duration < MIN_SECONDS:
@@ -190,10 +235,8 @@ def _read_labels_csv(root: Path, table_path: Path) -> tuple[list[tuple[Path, str
     """Read (path, label, group) rows from a labels CSV; listed files that are missing are excluded."""
     if not table_path.is_file():
         raise AudioclsError(f"Labels file {table_path} not found")
+    check_table(table_path, "Labels file", ("path", "label"))
     table = pd.read_csv(table_path, dtype=str, keep_default_na=False)
-    if not {"path", "label"} <= set(table.columns):
-        raise AudioclsError(f"{table_path}: needs columns 'path' and 'label' (found "
-                            f"{list(table.columns)})")
     blank = table.index[table["label"].str.strip() == ""].tolist()
     if blank:
         raise AudioclsError(f"{table_path}: row(s) {[i + 2 for i in blank[:5]]} have no label; "
@@ -220,7 +263,9 @@ def check_label_typos(manifest: pd.DataFrame) -> None:
             if same_text or (close and counts[rare] * 5 <= counts[common]):
                 raise AudioclsError(
                     f"Label {rare!r} ({counts[rare]} clip(s)) looks like a typo of {common!r} "
-                    f"({counts[common]} clips): rename the folder or fix the labels file"
+                    f"({counts[common]} clips): rename the folder or fix the labels file; if "
+                    "both are real classes, pass --allow-similar-labels "
+                    "(allow_similar_labels=True in Python)"
                 )
 
 
@@ -342,7 +387,8 @@ def check_splits(manifest: pd.DataFrame) -> list[str]:
         shared = _groups_in_several_splits(manifest)
         if shared:
             warnings.append(f"{len(shared)} group(s) appear in several splits (e.g. {shared[:3]}): "
-                            "results will be optimistic; use --split group")
+                            "results will be optimistic; split by group (make_splits(manifest, "
+                            "'group'), or --split group; chapter 01 measures the difference)")
     return warnings
 
 
@@ -372,10 +418,8 @@ def load_manifest(path: str | Path) -> pd.DataFrame:
     path = Path(path)
     if not path.exists():
         raise AudioclsError(f"Manifest {path} not found; create it with `audiocls prepare`")
+    check_table(path, "Manifest", ("path", "label"))
     manifest = pd.read_csv(path, dtype={"label": str, "group": str, "split": str})
-    missing_columns = {"path", "label"} - set(manifest.columns)
-    if missing_columns:
-        raise AudioclsError(f"{path}: missing column(s) {sorted(missing_columns)}")
     manifest["group"] = manifest.get("group", pd.Series("", index=manifest.index)).fillna("")
     missing = [p for p in manifest["path"] if not Path(p).exists()]
     if missing:

@@ -1,9 +1,15 @@
-"""Turn audio files into log-Mel spectrograms with torchaudio's transforms, and crop segments of them."""
+"""Turn audio files into log-Mel spectrograms with torchaudio's transforms, and crop segments of them.
+
+A file's log-Mel is computed as it is decoded, block by block (`file_log_mel`): memory holds
+the log-Mel (80 MB for 2 hours in float16) and one block of audio, never the whole waveform.
+"""
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +20,9 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from .audio import load_audio
+from .audio import BLOCK_FRAMES, AudioStream
 from .config import FeatureConfig
+from .errors import AudioclsError
 
 # A log-Mel (n_mels, frames) in memory or on disk: a tensor, a NumPy array, or an entry of the
 # feature cache (the engine's `cache.CachedLogMel`, which the core does not import: hence Any).
@@ -32,12 +39,12 @@ class MelPower(nn.Module):
     a 30 s clip); the first epoch computes every clip.
     """
 
-    def __init__(self, config: FeatureConfig) -> None:
+    def __init__(self, config: FeatureConfig, center: bool = True) -> None:
         super().__init__()
         # Hann-windowed frames, centered (the clip reflected by n_fft // 2 at both ends), and
-        # their FFT.
+        # their FFT. `center=False` frames the waveform as given (`StreamingLogMel` pads it).
         self.spectrogram = T.Spectrogram(n_fft=config.n_fft, hop_length=config.hop_length,
-                                         power=None)
+                                         power=None, center=center)
         # The triangular Mel filters (HTK scale); `.fb` holds them, (n_freqs, n_mels).
         self.mel_scale = T.MelScale(n_mels=config.n_mels, sample_rate=config.sample_rate,
                                     f_min=config.f_min, f_max=config.f_max,
@@ -60,17 +67,9 @@ class LogMel(nn.Module):
         # 10 * log10(power), floored `top_db` below the maximum.
         self.to_db = T.AmplitudeToDB("power", top_db=config.top_db) if config.to_db else None
 
-    def forward(self, waveform: torch.Tensor, num_frames: Sequence[int] | None = None
-                ) -> torch.Tensor:
-        """Map (samples,) to (n_mels, frames), or (batch, samples) to (batch, n_mels, frames).
-
-        `num_frames` gives each row's own frame count in a padded batch: the frames after it
-        are set to silence, so that they never raise that clip's dB floor.
-        """
+    def forward(self, waveform: torch.Tensor) -> torch.Tensor:
+        """Map (samples,) to (n_mels, frames), or (batch, samples) to (batch, n_mels, frames)."""
         power = self.mel(waveform)  # (..., n_mels, frames)
-        if num_frames is not None:
-            for row, frames in enumerate(num_frames):
-                power[row, :, frames:] = 0.0
         if self.to_db is None:
             return power
         # AmplitudeToDB takes one maximum over everything but the last 3 dims: given
@@ -79,9 +78,101 @@ class LogMel(nn.Module):
         return self.to_db(power.unsqueeze(-3)).squeeze(-3)
 
 
+class StreamingLogMel:
+    """Compute one clip's log-Mel from its waveform in pieces: the frames `LogMel` gives whole.
+
+    A centered STFT reflects n_fft // 2 samples at each end of the clip; here the start is
+    reflected once enough samples have come, the end by `finish`. Each piece's complete frames
+    go through the same Mel filters and dB conversion; only the top_db floor needs the clip's
+    loudest frame, so it is applied at the end (after rounding to float16 or before: the same
+    numbers, rounding being monotonic). `add` the pieces in order, then call `finish`.
+    """
+
+    def __init__(self, config: FeatureConfig, dtype: torch.dtype | None = None) -> None:
+        self.config = config
+        self.mel = _uncentered_mel_power(config)
+        self.to_db = T.AmplitudeToDB("power", top_db=None) if config.to_db else None
+        self.dtype = dtype or storage_dtype(config)
+        self.edge = config.n_fft // 2
+        self.pending = torch.empty(0)  # samples not framed yet (the start padded once started)
+        self.next_frame = 0  # where, in `pending`, the next frame begins
+        self.started = False
+        self.loudest = torch.tensor(-math.inf)  # dB
+        self.parts: list[torch.Tensor] = []  # (n_mels, frames) each, in `self.dtype`
+
+    @torch.no_grad()
+    def add(self, piece: torch.Tensor) -> None:
+        """Take the next samples (samples,) and compute the frames they complete."""
+        self.pending = torch.cat([self.pending, piece])
+        if not self.started:
+            if self.pending.shape[0] <= self.edge:  # reflecting needs n_fft // 2 + 1 samples
+                return
+            self.pending = torch.cat([self.pending[1 : self.edge + 1].flip(0), self.pending])
+            self.started = True
+        self._frames()
+
+    @torch.no_grad()
+    def finish(self) -> torch.Tensor | None:
+        """Return the log-Mel (n_mels, frames) in `dtype`; None if too short to frame."""
+        if not self.started:
+            return None
+        end = self.pending[-self.edge - 1 : -1].flip(0)  # the clip's end, reflected
+        self.pending = torch.cat([self.pending, end])
+        self._frames()
+        log_mel = torch.cat(self.parts, dim=-1)
+        self.parts = []
+        if self.to_db is not None and self.config.top_db is not None:
+            floor = self.loudest - self.config.top_db  # as AmplitudeToDB's top_db, in float32
+            log_mel.clamp_(min=float(floor.to(self.dtype)))
+        return log_mel
+
+    def _frames(self) -> None:
+        """Compute every complete frame of `pending`; keep what later frames and the end need."""
+        n_fft, hop = self.config.n_fft, self.config.hop_length
+        available = self.pending.shape[0] - self.next_frame
+        count = 1 + (available - n_fft) // hop if available >= n_fft else 0
+        if count > 0:
+            span = self.pending[self.next_frame : self.next_frame + (count - 1) * hop + n_fft]
+            power = self.mel(span)  # (n_mels, count)
+            if self.to_db is not None:
+                power = self.to_db(power)  # dB, no floor yet
+                self.loudest = torch.maximum(self.loudest, power.amax())
+            self.parts.append(power.to(self.dtype))
+            self.next_frame += count * hop
+        # Keep the next frame's samples and, for the end's reflection, the last n_fft // 2 + 1.
+        drop = max(0, min(self.next_frame, self.pending.shape[0] - self.edge - 1))
+        self.pending = self.pending[drop:]
+        self.next_frame -= drop
+
+
+@lru_cache(maxsize=8)
+def _uncentered_mel_power(config: FeatureConfig) -> MelPower:
+    """Build `StreamingLogMel`'s Mel power once per config: its window and filters are reused."""
+    return MelPower(config, center=False)
+
+
 def log_mel(waveform: torch.Tensor, config: FeatureConfig) -> torch.Tensor:
     """Compute the log-Mel spectrogram of one waveform: (samples,) -> (n_mels, frames)."""
     return LogMel(config)(waveform)
+
+
+def file_log_mel(path: str | Path, config: FeatureConfig, dtype: torch.dtype | None = None,
+                 block_frames: int = BLOCK_FRAMES) -> torch.Tensor:
+    """Compute a file's log-Mel (n_mels, frames), decoding it block by block.
+
+    The frames are those of `LogMel(config)` on the whole waveform (to float rounding), in
+    `dtype` (`storage_dtype(config)` by default); the waveform is never held whole. Raises
+    AudioclsError for a file that cannot be used.
+    """
+    stream = StreamingLogMel(config, dtype)
+    for piece in AudioStream(path, config.sample_rate, block_frames):
+        stream.add(piece)
+    log_mel = stream.finish()
+    if log_mel is None:
+        raise AudioclsError(f"{path}: too short to compute a log-Mel (fewer than "
+                            f"{config.n_fft // 2 + 1} samples at {config.sample_rate} Hz). "
+                            "Leave it out.")
+    return log_mel
 
 
 def mel_filterbank(config: FeatureConfig) -> torch.Tensor:
@@ -99,111 +190,60 @@ def storage_dtype(config: FeatureConfig) -> torch.dtype:
 
 
 def extraction_workers(device: str | torch.device) -> int:
-    """Return how many DataLoader processes decode clips for `iter_log_mels`.
+    """Return how many DataLoader processes compute log-Mels for `iter_log_mels`.
 
-    On a CPU, one per core (each computes its clips' log-Mels too); for a GPU, up to 8, leaving
-    a core to feed the GPU. Ranks that torchrun started on one machine share its cores.
+    On a CPU, one per core; for a GPU, up to 8, leaving a core to feed the GPU. Ranks that
+    torchrun started on one machine share its cores.
     """
     cores = max(1, (os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
     return cores if torch.device(device).type == "cpu" else min(8, cores - 1)
 
 
 class ClipLogMels(Dataset):
-    """Decode clip `index` into (index, waveform); given a `LogMel`, into (index, its log-Mel),
-    and given `finish` too, into (index, finish(index, log-Mel))."""
+    """Compute clip `index`'s log-Mel as (index, log-Mel), or (index, finish(index, log-Mel))."""
 
     def __init__(self, paths: Sequence[str | Path], config: FeatureConfig,
-                 log_mel: LogMel | None = None,
                  finish: Callable[[int, torch.Tensor], Any] | None = None) -> None:
         self.paths = list(paths)
         self.config = config
-        self.log_mel = log_mel
         self.finish = finish
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, index: int) -> tuple[int, Any]:
-        waveform = load_audio(self.paths[index], self.config.sample_rate)  # (samples,)
-        if self.log_mel is None:
-            return index, waveform
-        with torch.no_grad():
-            features = self.log_mel(waveform)  # (n_mels, frames)
-        features = features.to(storage_dtype(self.config), memory_format=torch.contiguous_format)
+        features = file_log_mel(self.paths[index], self.config)  # (n_mels, frames)
         return index, features if self.finish is None else self.finish(index, features)
-
-
-class PadWaveforms:
-    """Collate (index, waveform) items of different lengths into one zero-padded batch.
-
-    A centered STFT reflects a clip's last n_fft // 2 samples past its end; in a batch, zeros
-    would stand there instead, and change the clip's last frames. So each clip's end is
-    reflected first, then zeros follow: every clip's frames are what they are alone.
-    """
-
-    def __init__(self, config: FeatureConfig) -> None:
-        self.config = config
-
-    def __call__(self, items: list[tuple[int, torch.Tensor]]
-                 ) -> tuple[list[int], list[int], torch.Tensor]:
-        """Return the clip indices, their frame counts and the (batch, samples) waveforms."""
-        edge = self.config.n_fft // 2
-        waveforms = [nn.functional.pad(waveform[None], (0, edge), mode="reflect")[0]
-                     for _, waveform in items]  # (samples + edge,) each
-        batch = nn.utils.rnn.pad_sequence(waveforms, batch_first=True)  # (batch, samples)
-        frames = [self.config.num_frames(waveform.shape[0]) for _, waveform in items]
-        return [index for index, _ in items], frames, batch
 
 
 def iter_log_mels(
     paths: Sequence[str | Path],
     config: FeatureConfig,
     device: str | torch.device = "cpu",
-    batch_size: int | None = None,
     num_workers: int | None = None,
     progress: bool = True,
     finish: Callable[[int, torch.Tensor], Any] | None = None,
 ) -> Iterator[tuple[int, Any]]:
     """Yield (position in `paths`, log-Mel (n_mels, frames) on the CPU) for every clip, in order.
 
-    `num_workers` DataLoader processes (`extraction_workers` by default) decode the clips. On a
-    CPU each also computes the log-Mel of its clip: clips are independent, so this keeps every
-    core busy. On a GPU, or with a `batch_size` above 1, this process computes them in batches
-    of `batch_size` clips (32 by default), each trimmed back to its own frames. Log-Mels come
-    in `storage_dtype`. `finish(position, log_mel)`, when given, is called on each where it
-    was made (in the worker process on a CPU) and its result is yielded instead: the feature
-    cache writes its entries there, and only the small entries travel back. Only a few clips
-    are in memory at a time, however many there are.
+    `num_workers` DataLoader processes (`extraction_workers(device)` by default) each decode a
+    clip and compute its log-Mel block by block (`file_log_mel`): clips are independent, so
+    this keeps every core busy, and memory holds a few log-Mels and one block of audio per
+    process, however long the clips. Log-Mels come in `storage_dtype`. `finish(position,
+    log_mel)`, when given, is called on each where it was made (in the worker process) and
+    its result is yielded instead: the feature cache writes its entries there, and only the
+    small entries travel back.
     """
-    device = torch.device(device)
     workers = extraction_workers(device) if num_workers is None else num_workers
     workers = min(workers, len(paths) // 2)  # a process takes longer to start than a clip
-    if device.type == "cpu" and (batch_size or 1) == 1:
-        loader = DataLoader(ClipLogMels(paths, config, LogMel(config), finish), batch_size=None,
-                            num_workers=workers)
-        for index, result in tqdm(loader, desc="log-Mel", unit="clip", disable=not progress):
-            yield index, result
-        return
-    to_log_mel = LogMel(config).to(device)
-    loader = DataLoader(ClipLogMels(paths, config), batch_size=batch_size or 32,
-                        num_workers=workers, collate_fn=PadWaveforms(config),
-                        pin_memory=device.type == "cuda")
-    dtype = storage_dtype(config)
-    with torch.no_grad():
-        for indices, frames, batch in tqdm(loader, desc="log-Mel", unit="batch",
-                                           disable=not progress):
-            features = to_log_mel(batch.to(device, non_blocking=True), frames)
-            features = features.to("cpu", dtype)  # (batch, n_mels, frames)
-            for row, (index, length) in enumerate(zip(indices, frames, strict=True)):
-                clip = features[row, :, :length].clone(memory_format=torch.contiguous_format)
-                yield index, clip if finish is None else finish(index, clip)
+    loader = DataLoader(ClipLogMels(paths, config, finish), batch_size=None, num_workers=workers)
+    yield from tqdm(loader, desc="log-Mel", unit="clip", disable=not progress)
 
 
 def extract_log_mels(
     paths: Sequence[str | Path],
     config: FeatureConfig,
     device: str | torch.device = "cpu",
-    batch_size: int | None = None,
     num_workers: int | None = None,
     progress: bool = True,
 ) -> list[torch.Tensor]:
@@ -213,7 +253,7 @@ def extract_log_mels(
     to disk.
     """
     results: list[torch.Tensor | None] = [None] * len(paths)
-    for index, features in iter_log_mels(paths, config, device, batch_size, num_workers, progress):
+    for index, features in iter_log_mels(paths, config, device, num_workers, progress):
         results[index] = features
     return results  # type: ignore[return-value]
 

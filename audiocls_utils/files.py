@@ -1,7 +1,9 @@
 """Files: outputs written atomically, and the SHA-256 of a file's bytes.
 
 Writes go to a temporary file in the same folder, then a rename: a run killed at any moment
-leaves either the old file or the new one, never half of one.
+leaves either the old file or the new one, never half of one. A process killed during a write
+leaves its temporary file, named `.<name>.<random>.audiocls.tmp`, which `remove_temp_files`
+deletes once nobody can still be writing it (a run holding its folder's lock).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import torch
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 _CHUNK = 1 << 20  # bytes hashed at a time
+TEMP_SUFFIX = ".audiocls.tmp"  # temporary files of `write_bytes`: .<name>.<random>.audiocls.tmp
 
 
 def file_sha256(path: str | Path) -> str:
@@ -42,7 +45,8 @@ def write_bytes(path: str | Path, data: bytes, fsync: bool = True) -> None:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.",
+                                          suffix=TEMP_SUFFIX)
     try:
         os.chmod(temp_name, 0o666 & ~_UMASK)  # mkstemp makes 0600; outputs get the usual mode
         with os.fdopen(handle, "wb") as file:
@@ -51,9 +55,31 @@ def write_bytes(path: str | Path, data: bytes, fsync: bool = True) -> None:
                 file.flush()
                 os.fsync(file.fileno())
         os.replace(temp_name, path)
-    except BaseException:
+    except BaseException as error:
         Path(temp_name).unlink(missing_ok=True)
+        if isinstance(error, OSError) and not error.filename:
+            error.filename = str(path)  # a full disk's ENOSPC names no file: name the output
         raise
+
+
+def is_temp_file(path: str | Path) -> bool:
+    """Return True for a temporary file of `write_bytes` (what a killed write leaves behind)."""
+    name = Path(path).name
+    return name.startswith(".") and name.endswith(TEMP_SUFFIX) and len(name) > len(TEMP_SUFFIX) + 1
+
+
+def remove_temp_files(folder: str | Path) -> list[Path]:
+    """Delete the temporary files `write_bytes` left in `folder` (not below it); return them.
+
+    Call it only where no other process can be writing (a run folder whose lock you hold).
+    """
+    try:
+        found = [p for p in Path(folder).iterdir() if is_temp_file(p) and p.is_file()]
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    for path in found:
+        path.unlink(missing_ok=True)
+    return found
 
 
 def write_text(path: str | Path, text: str) -> None:

@@ -23,6 +23,30 @@ GENRES = ("blues", "classical", "country", "disco", "hiphop", "jazz", "metal", "
           "rock")
 CLIP_ID = re.compile(rf"^(?P<genre>{'|'.join(GENRES)})\.(?P<number>\d{{5}})$")  # blues.00042
 
+# Files known to be broken in public copies of GTZAN, and what to say when one fails to decode.
+# Matched by name only once decoding has failed: the original archive's copy decodes and is used.
+KNOWN_BAD_FILES = {
+    "jazz.00054.wav": "the known corruption of GTZAN's Kaggle copy: the original archive's "
+                      "copy decodes (get it with `audiocls download gtzan`)",
+}
+
+
+# Where `audiocls download gtzan` puts GTZAN and where the chapters look for it (relative to the
+# course folder); `find_gtzan` also accepts `data/GTZAN`, the folder earlier versions named.
+DATA_DIR = Path("data") / "gtzan"
+
+
+def find_gtzan(course_root: Path) -> Path | None:
+    """Return the GTZAN folder under `course_root/data` (`gtzan` in any letter case), or None."""
+    data = course_root / DATA_DIR.parent
+    if (course_root / DATA_DIR).is_dir():
+        return course_root / DATA_DIR
+    if not data.is_dir():
+        return None
+    matches = sorted(p for p in data.iterdir() if p.is_dir() and p.name.lower() == DATA_DIR.name)
+    return matches[0] if matches else None
+
+
 # The split sizes Kereliuk et al. (2015) published; torchaudio's lists have exactly these.
 FILTERED_SIZES = {"train": 443, "val": 197, "test": 290}
 # Below this share of the listed clips, the data is not (a complete copy of) GTZAN.

@@ -27,12 +27,22 @@ def _axes(ax: Axes | None, figsize: tuple[float, float]) -> tuple[Figure, Axes]:
 
 
 def plot_waveform(waveform: torch.Tensor | np.ndarray, sample_rate: int, title: str = "Waveform",
-                  ax: Axes | None = None) -> Figure:
-    """Plot amplitude against time in seconds."""
+                  ax: Axes | None = None, start: float = 0.0, peak: float | None = None,
+                  milliseconds: bool = False) -> Figure:
+    """Plot amplitude against time in seconds (or ms).
+
+    `start`: the time of the first sample, in s; `peak`: draw from -peak to +peak, so that
+    several waveforms drawn with one peak can be compared by height.
+    """
     samples = np.asarray(waveform, dtype=np.float32).reshape(-1)
     figure, ax = _axes(ax, (8, 2.5))
-    ax.plot(np.arange(samples.size) / sample_rate, samples, linewidth=0.5)
-    ax.set(title=title, xlabel="Time (s)", ylabel="Amplitude", xlim=(0, samples.size / sample_rate))
+    scale, unit = (1000.0, "ms") if milliseconds else (1.0, "s")
+    times = (start + np.arange(samples.size) / sample_rate) * scale
+    ax.plot(times, samples, linewidth=0.5)
+    ax.set(title=title, xlabel=f"Time ({unit})", ylabel="Amplitude",
+           xlim=(start * scale, (start + samples.size / sample_rate) * scale))
+    if peak is not None:
+        ax.set_ylim(-peak, peak)
     return figure
 
 
@@ -45,14 +55,21 @@ def plot_spectrogram(
     colorbar_label: str = "dB",
     vmin: float | None = None,
     vmax: float | None = None,
+    start: float = 0.0,
 ) -> Figure:
-    """Plot a (bins, frames) spectrogram with time in seconds and frequency in Hz."""
+    """Plot a (bins, frames) spectrogram with time in seconds and frequency in Hz.
+
+    Frame m is drawn centred on its time, `start` + m * hop_length / sample_rate (torchaudio
+    centres its frames), so spectrograms with different hops line up in time.
+    """
     values = np.asarray(spectrogram, dtype=np.float32)
     figure, ax = _axes(ax, (8, 3))
-    seconds = values.shape[1] * config.hop_length / config.sample_rate
+    frame = config.hop_length / config.sample_rate  # seconds between frames
     top = config.f_max or config.sample_rate / 2
+    first, last = start - frame / 2, start + (values.shape[1] - 0.5) * frame
     image = ax.imshow(values, origin="lower", aspect="auto", cmap=CMAP, vmin=vmin, vmax=vmax,
-                      extent=(0, seconds, 0, values.shape[0]))
+                      extent=(first, last, 0, values.shape[0]))
+    ax.set_xlim(max(first, 0.0), last)  # no negative time before the first frame's centre
     if mel:
         ticks = np.linspace(0, values.shape[0], 5)
         ax.set_yticks(ticks, [f"{hz:.0f}" for hz in mel_bin_frequencies(config, ticks)])
@@ -76,16 +93,36 @@ def mel_bin_frequencies(config: FeatureConfig, bins: np.ndarray) -> np.ndarray:
     return 700.0 * (10 ** (mels / 2595.0) - 1.0)
 
 
-def plot_filterbank(filterbank: torch.Tensor, sample_rate: int, every: int = 8,
-                    ax: Axes | None = None) -> Figure:
-    """Plot every `every`-th triangular Mel filter against frequency in Hz."""
-    weights = np.asarray(filterbank)  # (n_freqs, n_mels)
-    frequencies = np.linspace(0, sample_rate / 2, weights.shape[0])
-    figure, ax = _axes(ax, (8, 3))
-    for column in range(0, weights.shape[1], every):
-        ax.plot(frequencies, weights[:, column], linewidth=1)
-    ax.set(title=f"Mel filterbank (every {every}th of {weights.shape[1]} filters)",
-           xlabel="Frequency (Hz)", ylabel="Weight")
+def plot_filterbank(filterbank: torch.Tensor | np.ndarray, sample_rate: int,
+                    zoom_hz: float = 400.0) -> Figure:
+    """Plot every Mel filter against frequency in Hz, then a zoom on the filters below `zoom_hz`.
+
+    Left: all the triangles, narrow and crowded at low frequencies, wide at high ones. Right: the
+    lowest filters with a dot at each STFT bin, and the sum of all weights (1 where two overlap).
+    """
+    weights = np.asarray(filterbank, dtype=np.float32)  # (n_freqs, n_mels)
+    n_freqs, n_mels = weights.shape
+    frequencies = np.linspace(0, sample_rate / 2, n_freqs)  # the STFT bins' frequencies
+    figure, (whole, zoom) = plt.subplots(1, 2, figsize=(13, 3.4))
+    for band in range(n_mels):  # two alternating colours, so that neighbours can be told apart
+        whole.plot(frequencies, weights[:, band], color=f"C{band % 2}", linewidth=0.7)
+    whole.axvspan(0, zoom_hz, color="0.85", zorder=0, label=f"zoomed on the right (0-{zoom_hz:g} Hz)")
+    whole.set(title=f"All {n_mels} Mel filters on a linear frequency axis", xlabel="Frequency (Hz)",
+              ylabel="Weight", xlim=(0, sample_rate / 2), ylim=(0, 1.3))
+    whole.legend(loc="upper right", fontsize=8)
+    low = frequencies <= zoom_hz
+    bands = [b for b in range(n_mels) if weights[:, b].max() > 0
+             and frequencies[weights[:, b].argmax()] <= zoom_hz]
+    empty = int((weights.max(axis=0) == 0).sum())  # filters that fall between two STFT bins
+    for band in bands:
+        zoom.plot(frequencies[low], weights[low, band], marker=".", markersize=4, linewidth=1)
+    zoom.plot(frequencies[low], weights[low].sum(axis=1), color="black", linestyle="--",
+              linewidth=1, label="sum of all filters")
+    zoom.set(title=f"The {len(bands)} filters peaking below {zoom_hz:g} Hz (dots: STFT bins, "
+                   f"{frequencies[1]:.1f} Hz apart)" + (f"\n{empty} more are all zeros" if empty else ""),
+             xlabel="Frequency (Hz)", ylabel="Weight", xlim=(0, zoom_hz), ylim=(0, 1.3))
+    zoom.legend(loc="upper right", fontsize=8)
+    figure.tight_layout()
     return figure
 
 
@@ -161,16 +198,21 @@ def plot_spectrogram_grid(
     colorbar_label: str = "dB",
     title: str | None = None,
     shared_scale: bool = True,
+    starts: Sequence[float] | None = None,
 ) -> Figure:
-    """Plot several (bins, frames) spectrograms, each with its own config, in a grid."""
+    """Plot several (bins, frames) spectrograms, each with its own config, in a grid.
+
+    `starts`: the time in s of each panel's first frame (default 0).
+    """
     nrows = -(-len(panels) // ncols)
     figure, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 2.8 * nrows), squeeze=False)
     arrays = [np.asarray(values, dtype=np.float32) for _, values, _ in panels]
     low = min(float(a.min()) for a in arrays) if shared_scale else None
     high = max(float(a.max()) for a in arrays) if shared_scale else None
-    for ax, (name, _, config), values in zip(axes.flat, panels, arrays, strict=False):
+    starts = list(starts) if starts is not None else [0.0] * len(panels)
+    for ax, (name, _, config), values, start in zip(axes.flat, panels, arrays, starts, strict=False):
         plot_spectrogram(values, config, title=name, ax=ax, mel=mel, colorbar_label=colorbar_label,
-                         vmin=low, vmax=high)
+                         vmin=low, vmax=high, start=start)
     for ax in list(axes.flat)[len(panels):]:
         ax.axis("off")
     if title:
@@ -180,21 +222,45 @@ def plot_spectrogram_grid(
 
 
 def plot_parameter_sweep(waveform: torch.Tensor, config: FeatureConfig, name: str,
-                         values: Sequence[int]) -> Figure:
-    """Plot the log-Mel of one waveform for each value of one FeatureConfig setting, side by side."""
+                         values: Sequence[int], window: tuple[float, float] | None = None) -> Figure:
+    """Plot the log-Mel of one waveform for each value of one FeatureConfig setting, side by side.
+
+    `window`: draw only the frames that cover these seconds, the same stretch in every panel
+    (each log-Mel is computed on the whole waveform first).
+    """
     from dataclasses import replace
 
     from .features import LogMel
 
-    panels = []
+    panels, starts = [], []
     for value in values:
         changed = replace(config, **{name: value})
-        log_mel = LogMel(changed)(waveform)
-        panels.append((f"{name}={value}: {log_mel.shape[0]} bands x {log_mel.shape[1]} frames",
-                       log_mel, changed))
+        log_mel = LogMel(changed)(waveform)  # (n_mels, frames)
+        title = f"{name}={value}: {log_mel.shape[0]} bands x {log_mel.shape[1]} frames"
+        frame = changed.hop_length / changed.sample_rate  # seconds between frame centres
+        first = 0
+        if window is not None:  # the frames that cover some of the window
+            centres = np.arange(log_mel.shape[1]) * frame
+            inside = np.flatnonzero((centres + frame / 2 > window[0]) & (centres - frame / 2 < window[1]))
+            if inside.size == 0:
+                raise ValueError(f"window {window} s holds no frame of this "
+                                 f"{waveform.shape[-1] / config.sample_rate:.2f} s waveform")
+            first, log_mel = int(inside[0]), log_mel[:, inside[0] : inside[-1] + 1]
+            title += f"\n{len(inside)} frames cover the {window[1] - window[0]:g} s shown"
+        panels.append((title, log_mel, changed))
+        starts.append(first * frame)
     fixed = ", ".join(f"{key}={getattr(config, key)}" for key in ("n_fft", "hop_length", "n_mels")
                       if key != name)
-    return plot_spectrogram_grid(panels, ncols=len(panels), title=f"Changing {name} ({fixed})")
+    if window is not None:
+        fixed += f"; the same {window[0]:g}-{window[1]:g} s in every panel"
+    figure = plot_spectrogram_grid(panels, ncols=len(panels), title=f"Changing {name} ({fixed})",
+                                   starts=starts)
+    if window is not None:
+        for ax in figure.axes:
+            if ax.images:  # the spectrograms, not their colour bars
+                ax.set_xlim(*window)
+                ax.images[0].set_interpolation("nearest")  # one block per frame, not a blur
+    return figure
 
 
 def plot_mfcc(mfcc: torch.Tensor | np.ndarray, config: FeatureConfig, title: str = "MFCC",
@@ -297,7 +363,9 @@ def plot_before_after(before: torch.Tensor | np.ndarray, after: torch.Tensor | n
     seconds = before.shape[1] * config.hop_length / config.sample_rate
     image = axes[2].imshow(difference, origin="lower", aspect="auto", cmap="RdBu_r", vmin=-reach,
                            vmax=reach, extent=(0, seconds, 0, before.shape[0]))
-    axes[2].set(title="after - before", xlabel="Time (s)", ylabel="Mel bin")
+    ticks = np.linspace(0, before.shape[0], 5)
+    axes[2].set_yticks(ticks, [f"{hz:.0f}" for hz in mel_bin_frequencies(config, ticks)])
+    axes[2].set(title="after - before", xlabel="Time (s)", ylabel="Frequency (Hz)")
     figure.colorbar(image, ax=axes[2], label=f"Change ({unit})")
     figure.suptitle(title)
     figure.tight_layout()

@@ -6,7 +6,8 @@ what `audiocls predict` runs. Nothing here imports training code.
 
 from __future__ import annotations
 
-import pickle
+import math
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -14,17 +15,18 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
-from .audio import load_audio
 from .config import Recipe
-from .data import SegmentDataset
+from .data import SegmentDataset, check_clip
 from .errors import AudioclsError
-from .features import LogMel
+from .features import file_log_mel
 from .files import load_torch
-from .models import create_model, pick_device
+from .models import create_model, pick_device, weights_file
 
 MODEL_FORMAT = "audiocls-model/2"  # /2: the model takes log-Mels (standardization inside it)
 REQUIRED_KEYS = {"format", "model_name", "state_dict", "class_names", "recipe", "num_frames",
                  "mean", "std"}
+HEAD = "1.fc.weight"  # the new head's weights, (classes, features), in the model's state_dict
+REDO = "re-export it from its run folder or retrain it (`audiocls train`)"
 
 
 @torch.no_grad()
@@ -51,12 +53,13 @@ def load_bundle(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise AudioclsError(f"Model file {path} not found; train one with `audiocls train`")
     try:
-        bundle = load_torch(path)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as error:
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        with warnings.catch_warnings():  # e.g. "Detected pickle protocol 4": the error says it
+            warnings.simplefilter("ignore")
+            bundle = load_torch(path)
+    except Exception as error:  # any damage: the unpickler raises KeyError, IndexError, ...
         raise AudioclsError(
-            f"{path}: not a readable audiocls model ({type(error).__name__}: {first_line[:200]}). "
-            "Only files written by `audiocls train` load; nothing from the file was executed."
+            f"{path}: not a readable audiocls model ({_loader_reason(error)}). Only files "
+            "written by `audiocls train` load; nothing from the file was executed."
         ) from None
     if isinstance(bundle, dict) and bundle.get("format") == "audiocls-model/1":
         raise AudioclsError(f"{path}: a model file of an older audiocls (format 1); train it "
@@ -65,8 +68,81 @@ def load_bundle(path: str | Path) -> dict[str, Any]:
         raise AudioclsError(f"{path}: not an audiocls model file (expected format {MODEL_FORMAT})")
     missing = REQUIRED_KEYS - set(bundle)
     if missing:
-        raise AudioclsError(f"{path}: model file lacks {sorted(missing)}; retrain it")
+        raise AudioclsError(f"{path}: model file lacks {sorted(missing)}; {REDO}")
     return bundle
+
+
+def _loader_reason(error: Exception) -> str:
+    """Return why torch.load refused a file, in a few words, without its advice to unpickle it.
+
+    PyTorch suggests `weights_only=False`, which would run whatever the file holds: the
+    refusal keeps only what was found ("Unsupported global: GLOBAL os.system").
+    """
+    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
+    found = [line for line in lines if "GLOBAL" in line or line.startswith("Unsupported")]
+    if found:
+        reason = found[0].removeprefix("Trying to load ").split(" was not an allowed global")[0]
+        return reason.rstrip(".")[:200]
+    if lines and "weights_only" in lines[0]:  # "Weights only load failed." and its advice
+        return "it holds Python objects other than tensors and plain types"
+    return f"{type(error).__name__}: {lines[0][:200]}" if lines else type(error).__name__
+
+
+def check_bundle(bundle: dict[str, Any], source: str | Path) -> Recipe:
+    """Check that a model file's parts fit together; return its recipe, or raise one line."""
+
+    def refuse(what: str) -> AudioclsError:
+        return AudioclsError(f"{source}: {what}; the model file is damaged or was edited: {REDO}")
+
+    if not isinstance(bundle["recipe"], dict):
+        raise refuse("its recipe is not a table of settings")
+    try:
+        recipe = Recipe.from_dict(bundle["recipe"])
+    except (AudioclsError, TypeError, ValueError, AttributeError) as error:
+        raise refuse(f"its recipe cannot be read ({error})") from None
+    names = bundle["class_names"]
+    if (not isinstance(names, list) or not names or len(set(names)) != len(names)
+            or not all(isinstance(name, str) for name in names)):
+        raise refuse("its class list is not a list of distinct names")
+    model_name = bundle["model_name"]
+    try:
+        weights_file(str(model_name))  # names the model torchvision must know
+    except AudioclsError:
+        raise refuse(f"unknown model {model_name!r}") from None
+    state = bundle["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise refuse("its weights are not a table of tensors")
+    head = state.get(HEAD)
+    if head is None or head.ndim != 2 or head.shape[0] != len(names):
+        outputs = "no" if head is None else head.shape[0]
+        raise refuse(f"its head has {outputs} outputs for {len(names)} classes")
+    _check_numbers(bundle, state, recipe, refuse)
+    return recipe
+
+
+def _check_numbers(bundle: dict[str, Any], state: dict[str, torch.Tensor], recipe: Recipe,
+                   refuse: Any) -> None:
+    """Raise when the frame count, statistics or feature settings cannot be what training wrote."""
+    feature = recipe.feature
+    if not all(isinstance(v, int) and v > 0 for v in (feature.sample_rate, feature.n_fft,
+                                                      feature.hop_length, feature.n_mels,
+                                                      recipe.image_size, recipe.batch_size)):
+        raise refuse("its feature settings, image size or batch size are not positive whole numbers")
+    most = feature.seconds_to_frames(recipe.segment_seconds)
+    num_frames = bundle["num_frames"]
+    if isinstance(num_frames, bool) or not isinstance(num_frames, int) or not 1 <= num_frames <= most:
+        raise refuse(f"num_frames {num_frames!r} is not between 1 and {most} (the recipe's "
+                     f"{recipe.segment_seconds:g} s segments)")
+    for name, value in (("mean", bundle["mean"]), ("std", bundle["std"]),
+                        ("mean in its weights", state.get("0.mean")),
+                        ("std in its weights", state.get("0.std"))):
+        single = isinstance(value, (int, float)) or (isinstance(value, torch.Tensor)
+                                                     and value.numel() == 1)
+        number = float(value) if single else math.nan
+        if not math.isfinite(number) or (name.startswith("std") and number <= 0):
+            shown = number if single else type(value).__name__
+            raise refuse(f"its feature {name} ({shown}) is not a finite number"
+                         + (" above 0" if name.startswith("std") else ""))
 
 
 def model_bundle(model: torch.nn.Module, recipe: Recipe, class_names: Sequence[str],
@@ -86,44 +162,81 @@ def model_bundle(model: torch.nn.Module, recipe: Recipe, class_names: Sequence[s
     }
 
 
+def check_top_k(top_k: int) -> None:
+    """Raise unless `top_k` (how many labels to show per file) is a whole number of at least 1."""
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
+        raise AudioclsError(f"--top-k must be a whole number of at least 1, not {top_k!r}; "
+                            "e.g. --top-k 3 (a number above the class count shows every class)")
+
+
 class Predictor:
     """Hold a trained model with its features and class list, ready to label files."""
 
-    def __init__(self, bundle: dict[str, Any], device: str | torch.device | None = None) -> None:
+    def __init__(self, bundle: dict[str, Any], device: str | torch.device | None = None,
+                 source: str | Path = "model file") -> None:
+        self.source = str(source)
+        self.recipe = check_bundle(bundle, self.source)
         self.device = pick_device(str(device) if device else None)
-        self.recipe = Recipe.from_dict(bundle["recipe"])
         self.class_names: list[str] = list(bundle["class_names"])
         self.num_frames = int(bundle["num_frames"])
         self.model = create_model(bundle["model_name"], len(self.class_names),
                                   self.recipe.image_size, pretrained="no")
-        self.model.load_state_dict(bundle["state_dict"])  # mean and std included
+        try:
+            self.model.load_state_dict(bundle["state_dict"])  # mean and std included
+        except RuntimeError as error:
+            first = str(error).strip().splitlines()[-1].strip()[:200]
+            raise AudioclsError(f"{self.source}: its weights do not fit a {bundle['model_name']} "
+                                f"({first}); the model file is damaged or was edited: "
+                                f"{REDO}") from None
         self.model.to(self.device).eval()
-        self.log_mel = LogMel(self.recipe.feature)
 
     @classmethod
     def from_file(cls, path: str | Path, device: str | torch.device | None = None) -> Predictor:
         """Load a model file written by `audiocls train`."""
-        return cls(load_bundle(path), device)
+        return cls(load_bundle(path), device, source=path)
 
     def probabilities(self, paths: Sequence[str | Path]) -> torch.Tensor:
-        """Return (files, classes) probabilities, averaged over each file's windows."""
-        with torch.inference_mode():
-            features = [self.log_mel(load_audio(p, self.recipe.feature.sample_rate)) for p in paths]
+        """Return (files, classes) probabilities, averaged over each file's windows.
+
+        Files are decoded one at a time, block by block; one that cannot be used raises.
+        """
+        rows = [self.clip_probabilities(file_log_mel(path, self.recipe.feature, torch.float32))
+                for path in paths]
+        return torch.stack(rows) if rows else torch.empty(0, len(self.class_names))
+
+    def clip_probabilities(self, log_mel: torch.Tensor) -> torch.Tensor:
+        """Return one clip's (classes,) probabilities: the mean over the windows of its log-Mel."""
         hop = max(1, int(self.num_frames * self.recipe.eval_hop_fraction))
-        windows = SegmentDataset(features, [0] * len(features), self.num_frames, train=False,
-                                 hop_frames=hop)
+        windows = SegmentDataset([log_mel], [0], self.num_frames, train=False, hop_frames=hop)
         loader = DataLoader(windows, batch_size=self.recipe.batch_size)
-        return predict_clips(self.model, loader, self.device)
+        probabilities = predict_clips(self.model, loader, self.device)[0]
+        if not torch.isfinite(probabilities).all():
+            raise AudioclsError(f"{self.source}: the model gives NaN or infinite probabilities; "
+                                f"its weights are damaged: {REDO}")
+        return probabilities
 
     def predict(self, paths: Sequence[str | Path], top_k: int = 3) -> list[dict[str, Any]]:
-        """Return, for each file, its `top_k` labels with probabilities, most likely first."""
-        if not paths:
-            return []
-        top_k = max(1, min(top_k, len(self.class_names)))
-        values, indices = self.probabilities(paths).topk(top_k, dim=1)
-        return [
-            {"path": str(path),
-             "top": [{"label": self.class_names[i], "probability": round(float(v), 4)}
-                     for v, i in zip(row_values, row_indices, strict=True)]}
-            for path, row_values, row_indices in zip(paths, values, indices, strict=True)
-        ]
+        """Return, for each file, its `top_k` labels with probabilities, most likely first.
+
+        Each file is first checked as `audiocls prepare` checks clips (`data.check_clip`); one
+        that fails gets {"path", "error": why} instead of {"path", "top"}, and the rest go on.
+        `top_k` above the number of classes gives them all; below 1 is refused.
+        """
+        check_top_k(top_k)
+        top_k = min(top_k, len(self.class_names))
+        results = []
+        for path in paths:
+            problem, _ = check_clip(path)
+            if problem is None:
+                try:
+                    log_mel = file_log_mel(path, self.recipe.feature, torch.float32)
+                except AudioclsError as error:  # changed since checked, or too short to frame
+                    problem = str(error).removeprefix(f"{path}: ")
+            if problem is not None:
+                results.append({"path": str(path), "error": problem})
+                continue
+            values, indices = self.clip_probabilities(log_mel).topk(top_k)
+            results.append({"path": str(path), "top": [
+                {"label": self.class_names[i], "probability": round(float(v), 4)}
+                for v, i in zip(values, indices, strict=True)]})
+        return results

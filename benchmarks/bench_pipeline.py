@@ -10,7 +10,7 @@ phase in a fresh process (so that its peak RSS is its own):
   epoch (the seed-baseline features: Mel power, no dB, no normalization);
 - project data, first epoch: an empty feature cache is filled (`engine.cache.FeatureCache`:
   hash; decode and log-Mel with torchaudio's transforms in DataLoader worker processes, one
-  clip per core on a CPU, in batches on a GPU; write) and one epoch of model inputs is made
+  clip per worker process, decoded block by block; write) and one epoch of model inputs is made
   from it as `audiocls train` does (`engine.runner`'s segment loader reading the memory-mapped
   cache, then the model's own first stage, `models.LogMelToImage`, on the device);
 - these two take turns --repeats times (each first epoch with a new empty cache), so that

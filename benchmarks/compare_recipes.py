@@ -50,14 +50,15 @@ def override(recipe: Recipe, settings: list[str]) -> Recipe:
 
 
 def summarize(results: pd.DataFrame) -> str:
-    """Return a Markdown table: mean and spread of test accuracy and macro-F1 per recipe."""
-    lines = ["| recipe | seeds | test accuracy | test macro-F1 | minutes per run |",
-             "| --- | --- | --- | --- | --- |"]
+    """Return a Markdown table: mean and spread of test accuracy, macro-F1 and val accuracy per recipe."""
+    lines = ["| recipe | seeds | test accuracy | test macro-F1 | val accuracy | minutes per run |",
+             "| --- | --- | --- | --- | --- | --- |"]
     for recipe, runs in results.groupby("recipe", sort=False):
-        acc, f1 = runs["test_accuracy"], runs["test_macro_f1"]
+        acc, f1, val = runs["test_accuracy"], runs["test_macro_f1"], runs["val_accuracy"]
         spread = (lambda s: f" ± {s.std(ddof=0):.3f}") if len(runs) > 1 else (lambda s: "")
         lines.append(f"| {recipe} | {', '.join(map(str, runs['seed']))} | {acc.mean():.3f}"
-                     f"{spread(acc)} | {f1.mean():.3f}{spread(f1)} | "
+                     f"{spread(acc)} | {f1.mean():.3f}{spread(f1)} | {val.mean():.3f}"
+                     f"{spread(val)} | "
                      f"{runs['seconds'].mean() / 60:.1f} |")
     return "\n".join(lines)
 
@@ -97,7 +98,9 @@ def main() -> None:
             test = result.metrics["test"]
             rows.append({"recipe": name, "profile": args.profile, "seed": seed,
                          "test_accuracy": test["accuracy"], "test_macro_f1": test["macro_f1"],
-                         "test_clips": test["num_clips"], "best_epoch": result.metrics["best_epoch"],
+                         "test_clips": test["num_clips"],
+                         "val_accuracy": result.metrics.get("val", {}).get("accuracy", float("nan")),
+                         "best_epoch": result.metrics["best_epoch"],
                          "seconds": round(time.perf_counter() - started, 1)})
             print(f"==> {name} seed {seed}: test accuracy {test['accuracy']:.3f}, macro-F1 "
                   f"{test['macro_f1']:.3f} ({test['num_clips']} clips)", flush=True)

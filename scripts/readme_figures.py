@@ -3,12 +3,20 @@
     python scripts/readme_figures.py --data outputs/demo/data --swanlog outputs/demo/swanlog
 
 writes docs/images/spectrograms.png (one log-Mel per class of the data set) and
-docs/images/dashboard.png (SwanLab's local dashboard of the runs, in headless Chromium).
+docs/images/dashboard.png (the chart page of the newest run in SwanLab's local dashboard:
+curves, test scores, the confusion matrix and the misclassified clips, in headless Chromium).
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
+import json
+import shutil
+import subprocess
+import tempfile
+import time
+import urllib.request
 from pathlib import Path
 
 import matplotlib
@@ -19,8 +27,15 @@ import matplotlib.pyplot as plt  # noqa: E402
 from audiocls_utils.audio import load_audio  # noqa: E402
 from audiocls_utils.config import FeatureConfig  # noqa: E402
 from audiocls_utils.data import build_manifest  # noqa: E402
-from audiocls_utils.engine.dashboard import free_port, render_page, start_dashboard  # noqa: E402
+from audiocls_utils.engine.dashboard import (  # noqa: E402
+    CHROMIUM_FLAGS,
+    chromium,
+    free_port,
+    start_dashboard,
+)
+from audiocls_utils.errors import AudioclsError  # noqa: E402
 from audiocls_utils.features import log_mel  # noqa: E402
+from audiocls_utils.files import write_bytes  # noqa: E402
 from audiocls_utils.plots import plot_spectrogram  # noqa: E402
 
 OUT = Path(__file__).resolve().parents[1] / "docs" / "images"
@@ -40,6 +55,98 @@ def spectrogram_grid(data_dir: Path, out: Path) -> None:
     figure.savefig(out, dpi=80)
 
 
+# Ready when every chart has drawn: no spinner left (audio charts decode their clips first).
+LOADED = ("document.querySelectorAll('.chart-container, [class*=chart]').length > 0 && "
+          "!document.querySelector('[class*=loading], [class*=spin]')")
+
+
+def newest_run_url(dashboard: str) -> str:
+    """Return the chart page of the newest run `swanlab watch` serves at `dashboard`."""
+    with urllib.request.urlopen(f"{dashboard}/api/v1/project", timeout=10) as answer:
+        experiments = json.load(answer)["data"]["experiments"]
+    if not experiments:
+        raise AudioclsError("the SwanLab log folder holds no run: run `make demo-cli` first")
+    newest = max(experiments, key=lambda e: e["create_time"])
+    return f"{dashboard}/experiment/{newest['id']}/chart"
+
+
+class DevTools:
+    """Drive one headless Chromium tab over the DevTools protocol (websocket-client)."""
+
+    def __init__(self, port: int) -> None:
+        import websocket  # websocket-client, installed with Jupyter
+
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=2) as a:
+                    tab = next(t for t in json.load(a) if t["type"] == "page")
+                break
+            except (OSError, StopIteration):
+                if time.monotonic() > deadline:
+                    raise AudioclsError("headless Chromium did not open its DevTools port") from None
+                time.sleep(0.3)
+        self.socket = websocket.create_connection(tab["webSocketDebuggerUrl"], timeout=60,
+                                                  suppress_origin=True)
+        self.next_id = 0
+
+    def call(self, method: str, **params: object) -> dict:
+        """Send one command and return its result (events in between are skipped)."""
+        self.next_id += 1
+        self.socket.send(json.dumps({"id": self.next_id, "method": method, "params": params}))
+        while True:
+            message = json.loads(self.socket.recv())
+            if message.get("id") == self.next_id:
+                if "error" in message:
+                    raise AudioclsError(f"Chromium refused {method}: {message['error']}")
+                return message["result"]
+
+    def wait_for(self, expression: str, timeout: float) -> bool:
+        """Poll a JavaScript condition in real time; return whether it came true."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            answer = self.call("Runtime.evaluate", expression=expression, returnByValue=True)
+            if answer["result"].get("value") is True:
+                return True
+            time.sleep(0.5)
+        return False
+
+
+def screenshot_charts(url: str, out: Path, width: int = 1400, scale: float = 0.75,
+                      timeout: float = 60.0) -> None:
+    """Load a run's chart page in headless Chromium, wait until every chart has drawn, save a PNG
+    of the whole page (`width` CSS pixels wide, drawn at `scale`).
+
+    Real time, not --virtual-time-budget: the audio charts decode their clips off the page's clock.
+    """
+    port = free_port()
+    profile = Path(tempfile.mkdtemp(prefix="audiocls-chromium-"))
+    browser = subprocess.Popen([chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={profile}",
+                                f"--remote-debugging-port={port}", "about:blank"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        tab = DevTools(port)
+        tab.call("Page.enable")
+        window = {"width": width, "deviceScaleFactor": scale, "mobile": False}
+        tab.call("Emulation.setDeviceMetricsOverride", height=1000, **window)
+        tab.call("Page.navigate", url=url)
+        tab.wait_for(LOADED, timeout)
+        # The charts scroll inside a panel: its scrollHeight is the height the page needs.
+        height = tab.call("Runtime.evaluate", returnByValue=True, expression=(
+            "Math.max(...[...document.querySelectorAll('*')].map(e => e.scrollHeight))"))
+        tab.call("Emulation.setDeviceMetricsOverride", height=min(4000, height["result"]["value"]),
+                 **window)
+        if not tab.wait_for(LOADED, timeout):  # the charts draw again at the new size
+            print(f"Warning: some charts of {url} were still loading after {timeout:.0f} s")
+        time.sleep(1.0)  # let the last chart finish its animation
+        shot = tab.call("Page.captureScreenshot", format="png")
+        write_bytes(out, base64.b64decode(shot["data"]))
+    finally:
+        browser.terminate()
+        browser.wait(timeout=10)
+        shutil.rmtree(profile, ignore_errors=True)
+
+
 def main() -> None:
     """Parse arguments and write both pictures."""
     parser = argparse.ArgumentParser(description=__doc__)
@@ -51,7 +158,7 @@ def main() -> None:
     port = free_port()
     server = start_dashboard(args.swanlog, port)
     try:
-        render_page(f"http://127.0.0.1:{port}/", screenshot=OUT / "dashboard.png")
+        screenshot_charts(newest_run_url(f"http://127.0.0.1:{port}"), OUT / "dashboard.png")
     finally:
         server.terminate()
     print(f"Wrote {OUT}/spectrograms.png and {OUT}/dashboard.png")

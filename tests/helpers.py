@@ -29,3 +29,16 @@ def write_wav(path: Path, samples: np.ndarray, sample_rate: int = 22050,
     path.parent.mkdir(parents=True, exist_ok=True)
     sf.write(str(path), samples, sample_rate, subtype=subtype)
     return path
+
+
+def stub_gpu(monkeypatch, name: str, total_gib: float, major: int, count: int = 1) -> None:  # noqa: ANN001
+    """Make torch report `count` CUDA GPU(s) named `name` with `total_gib` GiB and compute `major`.x."""
+    from types import SimpleNamespace
+
+    import torch
+
+    properties = SimpleNamespace(name=name, total_memory=int(total_gib * 2**30), major=major, minor=0)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: count)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda index: properties)

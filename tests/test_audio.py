@@ -78,3 +78,54 @@ def test_16_bit_pcm_reads_as_libsndfile_converts_it(tmp_path: Path, channels: in
     assert rate == 22050 and samples.dtype == np.float32
     assert np.array_equal(samples, expected)
     assert samples.min() == -1.0 and samples.max() == np.float32(32767 / 32768)
+
+
+def _streamed_wav(path: Path, samples: np.ndarray, sample_rate: int = 22050) -> Path:
+    """Write a 16-bit mono wav as a streaming writer does: RIFF and data sizes 0xFFFFFFFF."""
+    import struct
+
+    pcm = (samples * 32767).astype("<i2").tobytes()
+    fmt = struct.pack("<HHIIHH", 1, 1, sample_rate, 2 * sample_rate, 2, 16)
+    path.write_bytes(b"RIFF" + struct.pack("<I", 0xFFFFFFFF) + b"WAVE" + b"fmt "
+                     + struct.pack("<I", len(fmt)) + fmt + b"data"
+                     + struct.pack("<I", 0xFFFFFFFF) + pcm)
+    return path
+
+
+def test_a_streamed_wav_with_unknown_sizes_is_read_whole(tmp_path: Path) -> None:
+    import soundfile as sf
+
+    samples = tone(440.0, 0.5)
+    path = _streamed_wav(tmp_path / "streamed.wav", samples)
+    assert sf.info(str(path)).frames == 11025  # libsndfile reads it: so must we
+    info = describe_audio(path)
+    assert info.num_samples == 11025 and info.duration == pytest.approx(0.5)
+    assert torch.allclose(load_audio(path, 22050), torch.from_numpy(samples), atol=1e-4)
+
+
+def test_prepare_keeps_a_streamed_wav_and_a_w64_file(tmp_path: Path) -> None:
+    import soundfile as sf
+
+    from audiocls_utils.data import build_manifest
+
+    for label in ("a", "b"):
+        (tmp_path / label).mkdir()
+    _streamed_wav(tmp_path / "a" / "streamed.wav", tone(440.0, 0.5))
+    sf.write(str(tmp_path / "b" / "wave64.w64"), tone(660.0, 0.5), 22050, format="W64")
+    manifest, excluded = build_manifest(tmp_path, progress=False)
+    assert excluded == []
+    assert sorted(Path(p).name for p in manifest["path"]) == ["streamed.wav", "wave64.w64"]
+    assert manifest["duration"].tolist() == [0.5, 0.5]
+
+
+def test_a_cut_download_is_still_refused(tmp_path: Path) -> None:
+    good = write_wav(tmp_path / "good.wav", tone(440.0, 1.0)).read_bytes()
+    (tmp_path / "cut.wav").write_bytes(good[: len(good) // 2])
+    # 44,100 bytes of data promised; 22,072 - 44 (the header) there.
+    with pytest.raises(AudioclsError, match=r"cut\.wav: truncated: 22072 bytes"):
+        describe_audio(tmp_path / "cut.wav")
+
+
+def test_a_folder_is_named_as_a_folder(tmp_path: Path) -> None:
+    with pytest.raises(AudioclsError, match="is a folder, not an audio file"):
+        describe_audio(tmp_path)

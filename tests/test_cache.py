@@ -1,12 +1,16 @@
-"""The feature cache: hits, misses on any change, corrupt entries rebuilt, concurrent fills."""
+"""The feature cache: hits, misses on any change, corrupt or altered entries rebuilt, concurrent
+fills."""
 
 from __future__ import annotations
 
+import math
 import os
 import subprocess
 import sys
 import textwrap
 import time
+import warnings
+import zlib
 from dataclasses import replace
 from pathlib import Path
 
@@ -16,11 +20,11 @@ import pytest
 import torch
 from helpers import REPO, tone, write_wav
 
-from audiocls_utils.config import FeatureConfig
-from audiocls_utils.data import SegmentDataset
+from audiocls_utils.config import FeatureConfig, apply_profile, get_recipe
+from audiocls_utils.data import SegmentDataset, build_manifest, make_splits
 from audiocls_utils.engine import cache as cache_module
 from audiocls_utils.engine.cache import CACHE_VERSION, CachedLogMel, FeatureCache, default_cache_dir
-from audiocls_utils.engine.runner import compute_split_features
+from audiocls_utils.engine.runner import compute_split_features, run_experiment
 from audiocls_utils.features import LogMel, extract_log_mels, read_segment
 
 CONFIG = FeatureConfig(n_fft=512, hop_length=128, n_mels=32)
@@ -144,11 +148,44 @@ def test_a_corrupt_entry_is_named_and_rebuilt(tmp_path: Path, damage: str) -> No
         entry.write_bytes(b"not an array at all")
     else:
         np.save(entry, np.zeros((5, 7), np.float16))
-    with pytest.warns(RuntimeWarning, match=f"{entry.name}.*unreadable") as caught:
+    with pytest.warns(RuntimeWarning, match=f"{entry.name}.*damaged") as caught:
         rebuilt = cache.log_mels(paths, CONFIG, progress=False)
     assert len(caught) == 1
     assert all(torch.equal(_full(e), g) for e, g in zip(rebuilt, good, strict=True))
     assert np.load(entry).shape == tuple(good[1].shape)  # written again, whole
+
+
+@pytest.mark.parametrize("where", ["data", "checksum"])
+def test_an_entry_changed_in_place_is_named_and_rebuilt(tmp_path: Path, where: str) -> None:
+    # Same size, a few bytes changed (a bad sector, a stray write): its header still reads well.
+    paths = _clips(tmp_path / "audio")
+    cache = FeatureCache(tmp_path / "cache")
+    good = [_full(e) for e in cache.log_mels(paths, CONFIG, progress=False)]
+    entry = cache.log_mels(paths, CONFIG, progress=False)[2]
+    data = bytearray(entry.path.read_bytes())
+    position = entry.offset + 10 if where == "data" else len(data) - 1
+    data[position] ^= 0xFF
+    entry.path.write_bytes(bytes(data))
+    assert entry.path.stat().st_size == len(data)
+    if where == "data":
+        assert not torch.equal(_full(entry), good[2])  # other numbers, which nothing else reveals
+    with pytest.warns(RuntimeWarning, match=f"{entry.path.name} is damaged.*checksum") as caught:
+        rebuilt = cache.log_mels(paths, CONFIG, progress=False)
+    assert len(caught) == 1
+    assert all(torch.equal(_full(e), g) for e, g in zip(rebuilt, good, strict=True))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # rebuilt whole: read again without a word
+        cache.log_mels(paths, CONFIG, progress=False)
+
+
+def test_an_entry_ends_with_the_crc32_of_its_data(tmp_path: Path) -> None:
+    [path] = _clips(tmp_path, (0.5,))
+    [entry] = FeatureCache(tmp_path / "cache").log_mels([path], CONFIG, progress=False)
+    raw = entry.path.read_bytes()
+    array = np.load(entry.path)  # numpy reads the array and ignores the trailer
+    assert raw[entry.offset: entry.offset + array.nbytes] == array.tobytes()
+    assert raw[entry.offset + array.nbytes:] == b"crc3" + zlib.crc32(array.tobytes()).to_bytes(
+        4, "little")
 
 
 @pytest.mark.slow
@@ -223,3 +260,32 @@ def test_default_folder_follows_the_environment(monkeypatch: pytest.MonkeyPatch,
     monkeypatch.delenv("AUDIOCLS_CACHE")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     assert default_cache_dir() == tmp_path / "xdg" / "audiocls" / "features"
+
+
+@pytest.mark.slow
+def test_a_run_after_entries_changed_in_place_equals_a_run_on_a_clean_cache(
+        tmp_path: Path, tone_dataset: Path) -> None:
+    # Before: entries altered in place (same size) were used silently; test accuracy fell.
+    manifest = make_splits(build_manifest(tone_dataset, progress=False)[0], "random")
+    recipe = replace(apply_profile(get_recipe("baseline"), "smoke"), epochs=1,
+                     clips_per_class=None, batch_size=8)
+    cache = FeatureCache(tmp_path / "cache")
+
+    def train(name: str):  # noqa: ANN202
+        return run_experiment(manifest, recipe, tmp_path / name, seed=0, progress=False,
+                              tracking_mode="disabled", cache=cache, num_workers=0)
+
+    clean = train("clean")
+    clips = manifest.loc[manifest["split"] != "val", "path"].tolist()[::4]  # train and test clips
+    damaged = cache.log_mels(clips, recipe.feature, progress=False)
+    for entry in damaged:  # zeros over the data: the header and the size stay right
+        data = bytearray(entry.path.read_bytes())
+        data[entry.offset: entry.offset + 2 * math.prod(entry.shape)] = bytes(
+            2 * math.prod(entry.shape))
+        entry.path.write_bytes(bytes(data))
+    with pytest.warns(RuntimeWarning, match="is damaged") as caught:
+        again = train("again")
+    assert sorted(str(w.message).split()[3] for w in caught) == sorted(
+        str(e.path) for e in damaged)  # each named once
+    assert again.history.drop(columns="seconds").equals(clean.history.drop(columns="seconds"))
+    assert again.metrics["test"] == clean.metrics["test"] and again.metrics["val"] == clean.metrics["val"]

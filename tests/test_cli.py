@@ -105,3 +105,106 @@ def test_train_without_a_test_split_says_there_is_no_result(
     assert status == 0 and "Test accuracy" not in text
     assert "No test set in this split, so no result to report" in text
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["test"] is None
+
+
+def test_validate_device_names_what_this_machine_has(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    from audiocls_utils.engine.cli import validate_device
+    from audiocls_utils.errors import AudioclsError
+
+    assert validate_device("cpu") == validate_device(" CPU ") == "cpu"
+    for bad in ("banana", "meta", "cuda:-1", ""):
+        with pytest.raises(AudioclsError, match="is not a device"):
+            validate_device(bad)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(AudioclsError, match="PyTorch sees none"):
+        validate_device("cuda")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert validate_device("cuda") == "cuda" and validate_device("cuda:1") == "cuda:1"
+    with pytest.raises(AudioclsError, match="has 2 GPUs, cuda:0 to cuda:1"):
+        validate_device("cuda:2")
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    with pytest.raises(AudioclsError, match="MPS, which this machine lacks"):
+        validate_device("mps")
+
+
+@pytest.mark.parametrize(("code", "filename", "words"), [
+    (28, None, "no space left on the disk while writing --output-dir runs/a: free some space"),
+    (28, "runs/a/model.pt", "no space left on the disk while writing runs/a/model.pt"),
+    (30, "runs/a/.x.tmp", "cannot write runs/a/.x.tmp (Read-only file system): choose a folder"),
+    (13, "runs/a", "cannot write runs/a (Permission denied): choose a folder"),
+    (20, "runs/a/b", "runs/a/b: Not a directory: a file stands where a folder is needed"),
+])
+def test_disk_faults_become_one_line_naming_the_file(code: int, filename: str | None,
+                                                     words: str) -> None:
+    import os
+
+    from audiocls_utils.engine.cli import describe_os_error
+
+    error = OSError(code, os.strerror(code)) if filename is None else OSError(
+        code, os.strerror(code), filename)
+    assert describe_os_error(error, "--output-dir runs/a").startswith(words)
+
+
+def test_a_write_refused_mid_run_is_one_line_and_keeps_the_old_file(
+    tone_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str]
+) -> None:
+    import errno
+    import os
+    import tempfile
+
+    out = tmp_path / "lists" / "m.csv"
+    out.parent.mkdir()
+    out.write_text("earlier\n")
+
+    def refused(*_: object, dir: str, **__: object) -> None:  # noqa: A002 - mkstemp's name
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), f"{dir}/.m.csv.x.tmp")
+
+    monkeypatch.setattr(tempfile, "mkstemp", refused)
+    status, _, err = run(capsys, "prepare", "--data-dir", str(tone_dataset), "--out", str(out))
+    assert status == 2 and err.count("\n") == 1
+    assert f"cannot write {out.parent}/.m.csv.x.tmp (Permission denied)" in err
+    assert out.read_text() == "earlier\n"
+
+
+def test_allow_similar_labels_keeps_tree_and_three(tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    from helpers import tone, write_wav
+
+    for label, count, frequency in (("tree", 10, 300.0), ("three", 2, 900.0)):
+        for index in range(count):
+            write_wav(tmp_path / "data" / label / f"{label}{index}.wav",
+                      tone(frequency + 10 * index, 0.5, 8000), 8000)
+    args = ["prepare", "--data-dir", str(tmp_path / "data"), "--out", str(tmp_path / "m.csv")]
+    status, _, err = run(capsys, *args)
+    assert status == 2 and "looks like a typo of 'tree'" in err and "--allow-similar-labels" in err
+    status, text, _ = run(capsys, *args, "--allow-similar-labels")
+    assert status == 0 and "12 clips in 2 classes" in text
+    for command in ("train", "evaluate"):
+        assert "--allow-similar-labels" in subprocess.run(
+            [sys.executable, "-m", "audiocls_utils", command, "--help"], capture_output=True,
+            text=True, check=True).stdout
+
+
+def test_warnings_print_as_one_line() -> None:
+    code = ("import warnings\n"
+            "from audiocls_utils.engine.cli import one_line_warnings\n"
+            "with one_line_warnings('train'):\n"
+            "    warnings.warn('Feature cache entry x.npy is damaged', RuntimeWarning)\n"
+            "warnings.warn('outside', UserWarning)\n")
+    result = subprocess.run([sys.executable, "-W", "always", "-c", code], capture_output=True,
+                            text=True, check=True)
+    lines = result.stderr.splitlines()
+    assert lines[0] == "audiocls train: warning: Feature cache entry x.npy is damaged"
+    assert lines[1].endswith(": UserWarning: outside")  # the default format again
+
+
+def test_dashboard_reports_a_failed_swanlab_watch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr(subprocess, "run", lambda *_, **__: subprocess.CompletedProcess([], 1))
+    (tmp_path / "swanlog").mkdir()
+    status, _, err = run(capsys, "dashboard", "--log-dir", str(tmp_path / "swanlog"))
+    assert status == 2 and "swanlab watch stopped with status 1" in err

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
+from helpers import stub_gpu
 
 from audiocls_utils.config import (
     ALIASES,
@@ -16,6 +18,7 @@ from audiocls_utils.config import (
     get_recipe,
 )
 from audiocls_utils.errors import AudioclsError
+from audiocls_utils.models import machine_profile, pick_device
 from audiocls_utils.train import scheduled_rates
 
 
@@ -75,6 +78,57 @@ def test_profiles_shrink_but_full_is_the_recipe_as_written() -> None:
     assert smoke.epochs <= cpu.epochs and smoke.clips_per_class is not None
     assert cpu.model == smoke.model == "resnet18"  # grouped convolutions crawl on CPUs
     assert default_profile("cuda:0") == "full" and default_profile("cpu") == "cpu"
+
+
+def test_gpu16_keeps_model_images_and_schedule_and_the_effective_batch() -> None:
+    for name in ("original-advanced", "course"):
+        recipe = get_recipe(name)
+        small = apply_profile(recipe, "gpu16")
+        assert small.batch_size <= 8
+        assert small.batch_size * small.accumulate >= recipe.batch_size * recipe.accumulate
+        assert (small.model, small.image_size, small.epochs, small.warmup_epochs, small.lr) == (
+            recipe.model, recipe.image_size, recipe.epochs, recipe.warmup_epochs, recipe.lr)
+
+
+@pytest.mark.parametrize(("gpu", "total_gib", "major", "expected"), [
+    ("Tesla T4", 14.6, 7, "gpu16"),            # free Colab: 16 GB, no native bf16
+    ("Tesla V100-SXM2-16GB", 15.8, 7, "gpu16"),
+    ("Tesla V100-SXM2-32GB", 31.7, 7, "full"),
+    ("NVIDIA L4", 22.0, 8, "full"),            # 24 GB with bf16 autocast
+    ("NVIDIA GeForce RTX 3060", 11.7, 8, "gpu16"),
+    ("NVIDIA GeForce GTX 1080", 7.9, 6, "cpu"),
+    ("NVIDIA A100-SXM4-80GB", 79.2, 8, "full"),
+])
+def test_profile_follows_the_gpu_memory(monkeypatch: pytest.MonkeyPatch, gpu: str,
+                                        total_gib: float, major: int, expected: str) -> None:
+    stub_gpu(monkeypatch, gpu, total_gib, major)
+    profile, why = machine_profile(torch.device("cuda"))
+    assert profile == expected
+    assert f"{gpu} has {total_gib:.1f} GiB" in why
+
+
+def test_profile_without_a_gpu_is_cpu() -> None:
+    assert machine_profile(torch.device("cpu"))[0] == "cpu"
+    assert machine_profile(torch.device("mps"))[0] == "cpu"
+
+
+@pytest.mark.parametrize(("requested", "message"), [
+    ("banana", "device 'banana' is not a device: use cpu, cuda, cuda:N or mps"),
+    ("cuda", "asks for a CUDA GPU but PyTorch sees none"),
+    ("cuda:1", "asks for a CUDA GPU but PyTorch sees none"),
+])
+def test_a_device_that_cannot_be_used_is_one_line(requested: str, message: str) -> None:
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    with pytest.raises(AudioclsError, match=message):
+        pick_device(requested)
+
+
+def test_a_gpu_index_past_the_last_gpu_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    stub_gpu(monkeypatch, "Tesla T4", 14.6, 7, count=2)
+    assert pick_device("cuda:1") == torch.device("cuda:1")
+    with pytest.raises(AudioclsError, match="has 2 GPUs, cuda:0 to cuda:1"):
+        pick_device("cuda:2")
 
 
 def test_feature_key_changes_with_any_setting() -> None:

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from helpers import stub_gpu
 
 from audiocls_utils import course
 from audiocls_utils.audio import load_audio
@@ -48,11 +49,13 @@ GENRES = ("blues", "classical", "country", "disco", "hiphop", "jazz", "metal", "
 def test_profile_comes_from_argument_then_environment_then_device(
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AUDIOCLS_PROFILE", "smoke")
-    assert resolve_profile("full", "cpu") == "full"
-    assert resolve_profile(None, "cpu") == "smoke"
+    assert resolve_profile("full", "cpu") == ("full", "set in the parameters cell")
+    assert resolve_profile(None, "cpu") == ("smoke", "set by AUDIOCLS_PROFILE")
     monkeypatch.delenv("AUDIOCLS_PROFILE")
-    assert resolve_profile(None, "cpu") == "cpu"
-    assert resolve_profile(None, "cuda") == "full"
+    assert resolve_profile(None, "cpu")[0] == "cpu"
+    stub_gpu(monkeypatch, "Tesla T4", total_gib=14.6, major=7)
+    profile, why = resolve_profile(None, "cuda")
+    assert profile == "gpu16" and "Tesla T4 has 14.6 GiB" in why
     with pytest.raises(AudioclsError, match="laptop"):
         resolve_profile("laptop", "cpu")
 

@@ -64,12 +64,42 @@ def test_manifest_skips_junk_and_names_each_bad_clip(tmp_path: Path) -> None:
     assert "silence" in reasons["silent.wav"]
     assert "empty" in reasons["empty.wav"]
     assert "decode" in reasons["fake.wav"]
-    assert "known-corrupt" in reasons["jazz.00054.wav"]
+    # Excluded because it does not decode; its name only adds what is known about it.
+    assert reasons["jazz.00054.wav"].startswith("cannot decode audio")
+    assert "known corruption of GTZAN's Kaggle copy" in reasons["jazz.00054.wav"]
     rows = manifest.set_index(manifest["path"].map(lambda p: Path(p).name))
     assert rows.loc["stereo.wav", "channels"] == 2
     assert rows.loc["rate8k.wav", "sample_rate"] == 8000
     assert rows.loc["rate44k.wav", "sample_rate"] == 44100
     assert rows.loc["blues.00000.wav", "duration"] == pytest.approx(0.5)
+
+
+def test_a_jazz_00054_that_decodes_is_kept(tmp_path: Path) -> None:
+    # The original archive's jazz.00054.wav is fine: only the Kaggle copy's is corrupt.
+    for index in range(53, 56):
+        write_wav(tmp_path / "jazz" / f"jazz.{index:05d}.wav", tone(300.0 + index, 0.5))
+    manifest, excluded = build_manifest(tmp_path, progress=False)
+    assert excluded == [] and len(manifest) == 3
+    assert manifest["path"].str.endswith("jazz.00054.wav").any()
+
+
+def _similar_labels(root: Path) -> Path:
+    """Write 8 clips of `three` and 1 of `tree`: two real classes whose names are close."""
+    for label, count in (("three", 8), ("tree", 1)):
+        for index in range(count):
+            write_wav(root / label / f"{label}{index}.wav", tone(300.0 + 50 * index, 0.2))
+    return root
+
+
+def test_similar_labels_stop_with_the_override_named(tmp_path: Path) -> None:
+    with pytest.raises(AudioclsError, match=r"'tree' .*typo of 'three'.*--allow-similar-labels"):
+        build_manifest(_similar_labels(tmp_path), progress=False)
+
+
+def test_similar_labels_are_kept_when_allowed(tmp_path: Path) -> None:
+    manifest, _ = build_manifest(_similar_labels(tmp_path), progress=False,
+                                 allow_similar_labels=True)
+    assert manifest["label"].value_counts().to_dict() == {"three": 8, "tree": 1}
 
 
 def test_missing_directory_is_a_clear_error(tmp_path: Path) -> None:

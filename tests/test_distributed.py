@@ -55,7 +55,7 @@ def test_two_cpu_ranks_train_one_model_and_only_rank_0_reports(
     assert pd.read_csv(out / "history.csv")["epoch"].tolist() == [1, 2]
     assert sorted(p.name for p in out.iterdir()) == [
         "checkpoints", "confusion_matrix.png", "history.csv", "manifest.csv", "metrics.json",
-        "model.pt", "recipe.json"]
+        "model.pt", "recipe.json", "run.json"]
     used = pd.read_csv(out / "manifest.csv")  # the smoke profile's 8 clips per class and split
     assert len(list((tmp_path / "cache").rglob("*.npy"))) == len(used) == 33
 

@@ -253,3 +253,62 @@ def test_download_command_fetches_verifies_extracts_and_says_what_next(
     assert status == 2 and "not a SHA-256" in capsys.readouterr().err
     status = main(["download", "gtzan", "--dest", str(tmp_path / "y"), "--url", archive.as_uri()])
     assert status == 0 and "integrity cannot be checked" in capsys.readouterr().out
+
+
+def test_a_full_disk_keeps_the_part_file_and_says_how_much_to_free(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    from audiocls_utils.engine import download as download_module
+
+    source = tmp_path / "genres.tar.gz"
+    source.write_bytes(PAYLOAD)
+    real_open = open
+
+    class FullDisk:
+        """A file that takes 1000 bytes, then reports a full disk (ENOSPC)."""
+
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            self.file = real_open(*args, **kwargs)
+
+        def __enter__(self) -> FullDisk:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            self.file.close()
+
+        def write(self, chunk: bytes) -> None:
+            self.file.write(chunk[:1000])
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(download_module, "open", FullDisk, raising=False)
+    target = tmp_path / "out" / "genres.tar.gz"
+    with pytest.raises(AudioclsError, match=r"genres.tar.gz.part is full after 0.0 MB: free 1 MB "
+                                            r"more and run the same command again to resume"):
+        download(source.as_uri(), target, progress=False)
+    assert (tmp_path / "out" / "genres.tar.gz.part").stat().st_size == 1000  # kept to resume
+    assert not target.exists()
+
+
+def test_download_without_dest_lands_where_the_chapters_look(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from audiocls_utils import course, gtzan
+
+    tree = tmp_path / "source"
+    write_wav(tree / "genres" / "blues" / "blues.00000.wav", tone(300, 0.05))
+    archive = tmp_path / "genres.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(tree / "genres", arcname="genres")
+    folder = tmp_path / "course"
+    monkeypatch.setattr(course, "course_root", lambda: folder)
+    assert main(["download", "gtzan", "--url", archive.as_uri()]) == 0
+    assert (folder / gtzan.DATA_DIR / "genres" / "blues" / "blues.00000.wav").is_file()
+    assert gtzan.find_gtzan(folder) == folder / gtzan.DATA_DIR
+    assert "the chapters will find it there" in capsys.readouterr().out
+
+    assert main(["download", "gtzan", "--dest", str(tmp_path / "elsewhere"), "--url",
+                 archive.as_uri()]) == 0
+    assert (f"the chapters look in {folder / gtzan.DATA_DIR}: move it there, or set "
+            f"AUDIOCLS_DATA={tmp_path / 'elsewhere'}") in capsys.readouterr().out

@@ -81,34 +81,20 @@ def test_a_batch_gives_each_clip_its_own_top_db_floor() -> None:
     assert batch[1].std() > 1.0
 
 
-def test_padded_frames_stay_out_of_a_clips_floor() -> None:
-    clip = torch.from_numpy(tone(700.0, 0.3, amplitude=1e-3)) + 1e-5 * torch.randn(6615)
-    edge = CONFIG.n_fft // 2
-    # What PadWaveforms makes: the clip's end reflected (as a centered STFT of it alone), then
-    # padding, here loud.
-    padded = torch.cat([clip, clip[-edge - 1 : -1].flip(0), torch.ones(4000)])[None]
-    frames = CONFIG.num_frames(clip.shape[0])
-    alone = LogMel(CONFIG)(clip)
-    assert torch.allclose(LogMel(CONFIG)(padded, [frames])[0, :, :frames], alone, atol=1e-3)
-    # Without the frame count, the loud padding would raise the clip's floor.
-    assert LogMel(CONFIG)(padded)[0, :, :frames].min() > alone.min() + 10
-
-
-@pytest.mark.parametrize("batch_size,num_workers", [(3, 0), (None, 2), (None, 0)])
-def test_a_clips_features_do_not_depend_on_its_batch_mates(
-    tmp_path: Path, batch_size: int | None, num_workers: int
+@pytest.mark.parametrize("num_workers", [2, 0])
+def test_each_clip_gets_its_own_features_in_worker_processes_or_not(
+    tmp_path: Path, num_workers: int
 ) -> None:
     lengths = [0.3, 0.7, 0.5, 0.45]
     amplitudes = [0.5, 1e-3, 0.9, 0.1]
     paths = [write_wav(tmp_path / f"{i}.wav", tone(300.0 * (i + 1), s, amplitude=a))
              for i, (s, a) in enumerate(zip(lengths, amplitudes, strict=True))]
-    features = extract_log_mels(paths, CONFIG, batch_size=batch_size, num_workers=num_workers,
-                                progress=False)
+    features = extract_log_mels(paths, CONFIG, num_workers=num_workers, progress=False)
     for path, seconds, result in zip(paths, lengths, features, strict=True):
         alone = LogMel(CONFIG)(torch.from_numpy(sf.read(path, dtype="float32")[0]))
         assert result.dtype == torch.float16 and result.is_contiguous()
         assert result.shape == (32, CONFIG.num_frames(round(seconds * 22050)))
-        # Every frame, the last ones too: batch mates' padding never reaches a clip's features.
+        # Every frame, the last ones too, each clip with its own top_db floor.
         assert torch.allclose(result.float(), alone, atol=0.05)  # float16 rounding
 
 
@@ -119,19 +105,19 @@ class Finish:
         return index, tuple(log_mel.shape), os.getpid()
 
 
-@pytest.mark.parametrize("batch_size,num_workers", [(None, 2), (None, 0), (2, 2)])
+@pytest.mark.parametrize("num_workers", [2, 0])
 def test_iter_log_mels_yields_every_clip_once_in_order_through_finish(
-    tmp_path: Path, batch_size: int | None, num_workers: int
+    tmp_path: Path, num_workers: int
 ) -> None:
     paths = [write_wav(tmp_path / f"{i}.wav", tone(200.0 * (i + 1), 0.2)) for i in range(5)]
-    results = list(iter_log_mels(paths, CONFIG, batch_size=batch_size, num_workers=num_workers,
-                                 progress=False, finish=Finish()))
+    results = list(iter_log_mels(paths, CONFIG, num_workers=num_workers, progress=False,
+                                 finish=Finish()))
     assert [index for index, _ in results] == list(range(5))
     for index, (position, shape, _) in results:  # (a DataLoader makes tuples into lists)
         assert position == index and tuple(shape) == (32, CONFIG.num_frames(4410))
-    # On a CPU, one clip at a time: `finish` runs where the log-Mel was made, in the workers.
+    # `finish` runs where the log-Mel was made: in the workers when there are some.
     in_workers = {result[2] for _, result in results} != {os.getpid()}
-    assert in_workers == (num_workers > 0 and batch_size is None)
+    assert in_workers == (num_workers > 0)
 
 
 def test_raw_power_features_keep_values_above_float16_range(tmp_path: Path) -> None:
@@ -139,12 +125,10 @@ def test_raw_power_features_keep_values_above_float16_range(tmp_path: Path) -> N
     config = replace(CONFIG, n_fft=2048, to_db=False, top_db=None)
     assert storage_dtype(config) == torch.float32
     path = write_wav(tmp_path / "loud.wav", tone(1000.0, 0.5, amplitude=0.99))
-    for batch_size in (None, 2):
-        result = extract_log_mels([path, path], config, batch_size=batch_size,
-                                  progress=False)[0]
-        alone = LogMel(config)(torch.from_numpy(sf.read(path, dtype="float32")[0]))
-        assert alone.max() > 65504 and torch.isfinite(result).all()
-        assert torch.allclose(result, alone, rtol=1e-5)
+    result = extract_log_mels([path, path], config, progress=False)[0]
+    alone = LogMel(config)(torch.from_numpy(sf.read(path, dtype="float32")[0]))
+    assert alone.max() > 65504 and torch.isfinite(result).all()
+    assert torch.allclose(result, alone, rtol=1e-5)
 
 
 @pytest.mark.filterwarnings("ignore:At least one mel filterbank has all zero values")

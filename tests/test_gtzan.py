@@ -91,7 +91,8 @@ def test_kaggle_layout_gives_999_clips_and_names_the_corrupt_one(
     assert len(manifest) == 999 and manifest["label"].nunique() == 10
     assert (manifest["label"] == "jazz").sum() == 99
     assert [Path(item.path).name for item in excluded] == ["jazz.00054.wav"]
-    assert "known-corrupt" in excluded[0].reason
+    assert excluded[0].reason.startswith("cannot decode audio")
+    assert "known corruption of GTZAN's Kaggle copy" in excluded[0].reason
     assert not manifest["path"].str.contains("images_original|features_", regex=True).any()
 
 
@@ -131,6 +132,18 @@ def test_filtered_split_refuses_data_that_is_not_gtzan(original: pd.DataFrame) -
         split_filtered(misfiled)
 
 
+@pytest.mark.slow  # builds 1,000 tiny clips
+def test_a_wav_copy_whose_jazz_00054_decodes_keeps_it_443_training_clips(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The original archive converted to .wav: its jazz.00054.wav decodes, so it is used.
+    _write_clips(tmp_path / "genres", ".wav")
+    manifest, excluded = build_manifest(tmp_path, progress=False)
+    assert excluded == [] and len(manifest) == 1000
+    assert make_splits(manifest, "filtered")["split"].value_counts().to_dict() == PUBLISHED
+    assert "not in the manifest" not in capsys.readouterr().out
+
+
 def test_clip_ids_ignore_folder_and_extension() -> None:
     assert clip_id("/data/genres/blues/blues.00042.au") == "blues.00042"
     assert clip_id("Data/genres_original/jazz/jazz.00054.wav") == "jazz.00054"
@@ -150,7 +163,8 @@ def test_prepare_writes_the_filtered_split(kaggle_root: Path, tmp_path: Path,
                    "--split", "filtered"])
     text = capsys.readouterr().out
     assert status == 0
-    assert text.count("Excluded") == 1 and "jazz.00054.wav: known-corrupt" in text
+    assert text.count("Excluded") == 1 and "jazz.00054.wav: cannot decode audio" in text
+    assert "It is the known corruption of GTZAN's Kaggle copy" in text
     assert "929 clips in 10 classes, 1 excluded" in text
     manifest = pd.read_csv(tmp_path / "m.csv")
     assert manifest.groupby("split").size().to_dict() == {**PUBLISHED, "train": 442}

@@ -1,5 +1,6 @@
 """The committed notebooks: clean (no outputs), shaped like chapters, and one source with the
-package: every definition a chapter marks `#@save` is, text for text, the one in `audiocls_utils`.
+package: every definition a chapter marks `#@save` is, text for text, the one in `audiocls_utils`;
+every chapter's exercises have a worked solution in notebooks/solutions/, one section each.
 Running them is nbmake's job (pytest collects notebooks/ too; see the root conftest.py)."""
 
 from __future__ import annotations
@@ -20,8 +21,18 @@ PACKAGE = REPO / "audiocls_utils"
 SAVE_MARK = re.compile(r"#@save\b")
 
 
+SOLUTIONS = tuple(f"solutions/{name}_solutions" for name in NOTEBOOKS)
+
+
 def _notebook(name: str) -> nbformat.NotebookNode:
     return nbformat.read(NOTEBOOK_DIR / f"{name}.ipynb", as_version=4)
+
+
+def _exercise_numbers(chapter: str) -> list[int]:
+    """Return the numbers of the exercises listed under a chapter's `## Exercises` heading."""
+    source = "".join(c.source for c in _notebook(chapter).cells if c.cell_type == "markdown")
+    assert source.count("## Exercises") == 1, f"{chapter}: one `## Exercises` section"
+    return [int(n) for n in re.findall(r"^(\d+)\. ", source.split("## Exercises")[1], re.M)]
 
 
 def _definitions(source: str) -> dict[str, tuple[str, bool]]:
@@ -100,7 +111,7 @@ def test_the_four_chapters_are_there_and_nothing_else() -> None:
     assert sorted(p.stem for p in NOTEBOOK_DIR.glob("*.ipynb")) == sorted(NOTEBOOKS)
 
 
-@pytest.mark.parametrize("name", NOTEBOOKS)
+@pytest.mark.parametrize("name", NOTEBOOKS + SOLUTIONS)
 def test_notebook_is_committed_without_outputs(name: str) -> None:
     notebook = _notebook(name)
     nbformat.validate(notebook)
@@ -119,3 +130,89 @@ def test_notebook_has_a_parameters_cell_that_make_demo_and_nbmake_can_set(name: 
     assert "setup_notebook(PROFILE, DATA, SEED)" in "".join(c.source for c in cells[:6])
     assert any("headline(" in c.source for c in cells if c.cell_type == "code"), \
         "make demo reports each chapter's headline line"
+
+
+def test_exercises_are_read_from_the_numbered_list() -> None:
+    assert _exercise_numbers("03_baseline_resnet18") == [1, 2, 3]
+
+
+@pytest.mark.parametrize("chapter", NOTEBOOKS)
+def test_every_exercise_has_a_worked_solution_section(chapter: str) -> None:
+    path = NOTEBOOK_DIR / f"solutions/{chapter}_solutions.ipynb"
+    assert path.is_file(), f"{chapter}'s exercises have no solutions notebook at {path}"
+    cells = nbformat.read(path, as_version=4).cells
+    sections = [int(n) for c in cells if c.cell_type == "markdown"
+                for n in re.findall(r"^## Exercise (\d+)\b", c.source, re.M)]
+    assert sections == _exercise_numbers(chapter), \
+        f"{path.name}: sections {sections}, one per exercise of {chapter} expected"
+
+
+@pytest.mark.parametrize("name", SOLUTIONS)
+def test_solutions_run_like_the_chapters(name: str) -> None:
+    cells = _notebook(name).cells
+    parameters = [c for c in cells if "parameters" in c.metadata.get("tags", [])]
+    assert len(parameters) == 1 and "AUDIOCLS_PROFILE" in parameters[0].source
+    assert "setup_notebook(PROFILE, DATA, SEED)" in "".join(c.source for c in cells[:6])
+
+
+def _install_cell(name: str) -> str:
+    [cell] = [c for c in _notebook(name).cells if c.cell_type == "code" and "COURSE_REPO" in c.source]
+    return cell.source
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS + SOLUTIONS)
+def test_every_notebook_opens_with_the_same_colab_install_cell(name: str) -> None:
+    cells = _notebook(name).cells
+    first_code = next(c for c in cells if c.cell_type == "code")
+    assert "COURSE_REPO" in first_code.source, f"{name}: the install cell must run first"
+    assert _install_cell(name) == _install_cell(NOTEBOOKS[0])
+
+
+def _run_install_cell(monkeypatch: pytest.MonkeyPatch, folder: Path, repo: str = "",
+                      installed: bool = False) -> list[list[str]]:
+    """Execute the install cell in `folder` with find_spec and subprocess stubbed; return the commands."""
+    import importlib.util
+    import subprocess
+    import sys
+
+    commands: list[list[str]] = []
+
+    def run(command: list[str], check: bool) -> None:
+        commands.append(command)
+        if command[:2] == ["git", "clone"]:
+            (folder / command[-1] / "notebooks").mkdir(parents=True)
+            (folder / command[-1] / "pyproject.toml").write_text("")
+
+    monkeypatch.chdir(folder)
+    monkeypatch.setenv("AUDIOCLS_REPO", repo)
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: object() if installed else None)
+    monkeypatch.setattr(subprocess, "run", run)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    exec(_install_cell(NOTEBOOKS[0]), {})  # noqa: S102 - the notebook's own cell
+    return commands
+
+
+def test_install_cell_does_nothing_where_the_course_is_installed(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    assert _run_install_cell(monkeypatch, tmp_path, installed=True) == []
+
+
+def test_install_cell_installs_the_clone_it_sits_in_without_touching_torch(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import sys
+
+    (tmp_path / "pyproject.toml").write_text("")
+    (tmp_path / "notebooks").mkdir()
+    [command] = _run_install_cell(monkeypatch, tmp_path / "notebooks")
+    assert command[1:] == ["-m", "pip", "install", "-q", "-e", ".."]
+    assert not any("torch" in part for part in command)
+    assert str(tmp_path) in sys.path
+
+
+def test_install_cell_clones_the_course_on_colab_or_says_what_to_set(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    with pytest.raises(SystemExit, match="set COURSE_REPO"):
+        _run_install_cell(monkeypatch, tmp_path)
+    clone, install = _run_install_cell(monkeypatch, tmp_path, repo="https://example.org/c.git")
+    assert clone == ["git", "clone", "--depth", "1", "https://example.org/c.git", "audiocls"]
+    assert install[-2:] == ["-e", ".."] and Path.cwd() == tmp_path / "audiocls" / "notebooks"

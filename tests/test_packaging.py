@@ -1,18 +1,43 @@
-"""Packaging: pyproject.toml and environment.yml install the same set; CI runs `make test`."""
+"""Packaging: what pyproject.toml declares, what the Makefile and environment.yml install, and
+that installing into an environment with a consistent torch trio keeps that trio."""
 
 from __future__ import annotations
 
+import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
+import pytest
 import tomllib
 
 REPO = Path(__file__).resolve().parents[1]
+TRIO = ("torch", "torchvision", "torchaudio")
+TOOLS = ("pytest", "nbmake", "ruff", "onnx", "onnxscript", "onnxruntime", "jupyterlab", "nbconvert")
+
+
+def _project() -> dict:
+    return tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+
+
+def _name(requirement: str) -> str:
+    return re.match(r"^[A-Za-z0-9_.\-]+", requirement.strip()).group(0).lower().replace("_", "-")
 
 
 def _normalize(requirement: str) -> str:
     name, rest = re.match(r"^([A-Za-z0-9_.\-]+(?:\[[^\]]+\])?)(.*)$", requirement.strip()).groups()
     return name.lower().replace("_", "-") + rest.replace(" ", "")
+
+
+def _constraints() -> dict[str, str]:
+    pins = {}
+    for line in (REPO / "constraints.txt").read_text().splitlines():
+        line = line.split("#")[0].strip()
+        if line:
+            name, version = line.split("==")
+            pins[name.strip()] = version.strip()
+    return pins
 
 
 def _pip_section(text: str) -> list[str]:
@@ -27,18 +52,56 @@ def _pip_section(text: str) -> list[str]:
     return items
 
 
-def test_environment_yml_installs_what_pyproject_declares() -> None:
-    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
-    declared = project["dependencies"] + project["optional-dependencies"]["dev"]
+def test_runtime_dependencies_hold_no_test_lint_or_export_tools() -> None:
+    runtime = {_name(r) for r in _project()["dependencies"]}
+    assert runtime.isdisjoint(TOOLS), runtime & set(TOOLS)
+    extras = _project()["optional-dependencies"]
+    everything = {_name(r) for name in ("lab", "export", "test", "lint") for r in extras[name]}
+    assert set(TOOLS) <= everything
+    assert extras["dev"] == ["audiocls_utils[lab,export,test,lint]"]
+
+
+def test_torch_trio_is_a_range_and_the_constraints_pin_a_release_inside_it() -> None:
+    deps = {_name(r): r for r in _project()["dependencies"]}
+    pins = _constraints()
+    assert sorted(pins) == sorted(TRIO)
+    for name in TRIO:
+        assert "==" not in deps[name], f"{deps[name]}: pin versions in constraints.txt, not here"
+        lower = re.search(r">=([\d.]+)", deps[name]).group(1)
+        as_tuple = lambda v: tuple(int(x) for x in v.split("."))  # noqa: E731
+        assert as_tuple(pins[name]) >= as_tuple(lower)
+    assert "-c constraints.txt" in (REPO / "Makefile").read_text()
+
+
+def test_environment_yml_installs_what_pyproject_declares_with_the_tested_trio() -> None:
+    project = _project()
+    extras = project["optional-dependencies"]
+    pins = _constraints()
+    declared = [f"{_name(r)}=={pins[_name(r)]}" if _name(r) in pins else r
+                for r in project["dependencies"]]
+    declared += [r for name in ("lab", "export", "test", "lint") for r in extras[name]]
     pip_items = _pip_section((REPO / "environment.yml").read_text())
     assert "-e ." in pip_items
     listed = [item for item in pip_items if item != "-e ."]
     assert sorted(map(_normalize, listed)) == sorted(map(_normalize, declared))
 
 
-def test_torch_trio_is_pinned_together() -> None:
-    deps = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
-    assert {"torch==2.11.0", "torchvision==0.26.0", "torchaudio==2.11.0"} <= set(deps)
+@pytest.mark.slow
+def test_installing_the_package_keeps_an_installed_consistent_trio(tmp_path: Path) -> None:
+    """Resolve pyproject's dependencies offline against this environment: pip must want nothing.
+
+    This environment holds the tested trio; a pin to another release would make pip look for it
+    (and fail, offline), which is what replaced Colab's torch before.
+    """
+    report = tmp_path / "report.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--dry-run", "--no-index", "--quiet",
+         "--report", str(report), *_project()["dependencies"]],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    wanted = sorted(item["metadata"]["name"] for item in json.loads(report.read_text())["install"])
+    assert wanted == [], f"pip would install {wanted} into an environment that has the trio"
 
 
 def test_ci_runs_the_readme_test_command() -> None:

@@ -13,6 +13,7 @@ from audiocls_utils.plots import (
     plot_before_after,
     plot_cnn_input,
     plot_durations,
+    plot_filterbank,
     plot_framing,
     plot_lr_schedule,
     plot_mel_scale,
@@ -21,6 +22,7 @@ from audiocls_utils.plots import (
     plot_run_comparison,
     plot_spectrogram,
     plot_spectrogram_grid,
+    plot_waveform,
 )
 
 CONFIG = FeatureConfig(n_fft=512, hop_length=128, n_mels=32)
@@ -103,3 +105,43 @@ def test_run_comparison_bars_are_the_test_accuracies() -> None:
     bars = figure.axes[1].patches
     assert [b.get_height() for b in bars] == [0.61, 0.72]
     assert len(figure.axes[0].lines) == 4
+
+
+def test_waveform_can_share_a_scale_and_start_later_in_ms() -> None:
+    figure = plot_waveform(np.full(100, 0.1), 1000, start=2.0, peak=0.5, milliseconds=True)
+    ax = figure.axes[0]
+    assert ax.get_xlim() == (2000.0, 2100.0) and ax.get_ylim() == (-0.5, 0.5)
+    assert ax.get_xlabel() == "Time (ms)" and ax.lines[0].get_xdata()[0] == 2000.0
+
+
+def test_spectrogram_frames_are_centred_on_their_times() -> None:
+    frame = CONFIG.hop_length / CONFIG.sample_rate
+    ax = plot_spectrogram(np.zeros((32, 10)), CONFIG, start=1.0).axes[0]
+    left, right, _, _ = ax.images[0].get_extent()
+    assert (left, right) == pytest.approx((1.0 - frame / 2, 1.0 + 9.5 * frame))
+    assert plot_spectrogram(np.zeros((32, 10)), CONFIG).axes[0].get_xlim()[0] == 0.0
+
+
+def test_filterbank_draws_every_filter_and_counts_the_empty_ones() -> None:
+    # Five STFT bins at 0..4 Hz (sample rate 8 Hz), three filters, the last one all zeros.
+    weights = np.array([[1, 0, 0], [0.5, 0.5, 0], [0, 1, 0], [0, 0.5, 0], [0, 0, 0]], np.float32)
+    whole, zoom = plot_filterbank(weights, 8, zoom_hz=2.5).axes
+    assert len(whole.lines) == 3  # every filter, the empty one included
+    triangles, total = zoom.lines[:-1], zoom.lines[-1]
+    assert len(triangles) == 2  # filters 0 and 1 peak below 2.5 Hz
+    assert list(total.get_ydata()) == [1.0, 1.0, 1.0]  # overlapping weights add up to 1
+    assert "1 more are all zeros" in zoom.get_title()
+
+
+def test_sweep_window_draws_the_same_seconds_with_each_hop() -> None:
+    waveform = torch.randn(22050)
+    figure = plot_parameter_sweep(waveform, CONFIG, "hop_length", [128, 512], window=(0.2, 0.4))
+    axes = [ax for ax in figure.axes if ax.images]
+    assert all(ax.get_xlim() == (0.2, 0.4) for ax in axes)
+    # Frames cover the window when centre +- half a hop reaches into it: by hand, frames 34-69
+    # at hop 128 (5.8 ms) and 9-17 at hop 512 (23.2 ms).
+    assert [ax.images[0].get_array().shape[1] for ax in axes] == [36, 9]
+    assert "36 frames cover the 0.2 s shown" in axes[0].get_title()
+    assert axes[1].images[0].get_extent()[0] == pytest.approx(8.5 * 512 / 22050)
+    with pytest.raises(ValueError, match="holds no frame"):
+        plot_parameter_sweep(waveform, CONFIG, "hop_length", [128], window=(5.0, 6.0))

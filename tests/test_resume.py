@@ -1,5 +1,5 @@
 """A training process killed mid-run resumes from its last checkpoint and ends where an
-uninterrupted run ends."""
+uninterrupted run ends, taking over the lock and removing the temporary files the killed run left."""
 
 from __future__ import annotations
 
@@ -38,11 +38,15 @@ def test_killed_training_resumes_to_the_same_result(tmp_path: Path, tone_dataset
     assert not (tmp_path / "killed" / "metrics.json").exists()
     leftovers = [p.name for p in (tmp_path / "killed").rglob("*") if p.suffix == ".tmp"]
     assert all(name.startswith(".") for name in leftovers)  # only hidden temp files, never trusted
+    assert (tmp_path / "killed" / "run.lock").exists()  # kill -9: no chance to remove it
 
     resumed = _train(tone_dataset, tmp_path / "killed", "--resume")
     output = resumed.communicate(timeout=600)[0]
     assert resumed.returncode == 0, output
     assert "Resuming from" in output
+    assert f"Taking over {tmp_path / 'killed' / 'run.lock'}" in output  # its pid no longer runs
+    assert not (tmp_path / "killed" / "run.lock").exists()
+    assert not [p for p in (tmp_path / "killed").rglob("*") if p.suffix == ".tmp"]
     metrics = [json.loads((tmp_path / run / "metrics.json").read_text())
                for run in ("whole", "killed")]
     assert metrics[1]["test"] == metrics[0]["test"]

@@ -86,19 +86,24 @@ def test_artists_take_contiguous_blocks_of_clips(tmp_path: Path) -> None:
     assert groups == ["jazz-artist0", "jazz-artist0", "jazz-artist1", "jazz-artist1"]
 
 
-def test_rerun_skips_and_changed_parameters_regenerate(tmp_path: Path) -> None:
+def test_rerun_skips_and_other_settings_never_delete_a_finished_set(tmp_path: Path) -> None:
     root = generate_dataset(tmp_path, **SMALL)
     before = mtimes(root)
     assert generate_dataset(tmp_path, **SMALL) == root
     assert mtimes(root) == before
 
-    generate_dataset(tmp_path, **{**SMALL, "difficulty": 0.3})
+    with pytest.raises(FileExistsError, match=r"other settings \(difficulty 0.5 -> 0.3\).*--replace"):
+        generate_dataset(tmp_path, **{**SMALL, "difficulty": 0.3})
+    assert mtimes(root) == before
+
+    generate_dataset(tmp_path, **{**SMALL, "difficulty": 0.3}, replace=True)
     after = mtimes(root)
     assert all(after[name] != before[name] for name in before if name.endswith(".wav"))
     marker = json.loads((root / ".synth.json").read_text())
     assert (marker["difficulty"], marker["complete"]) == (0.3, True)
 
-    generate_dataset(tmp_path, **{**SMALL, "clips_per_class": 2, "artists_per_class": 2})
+    generate_dataset(tmp_path, **{**SMALL, "clips_per_class": 2, "artists_per_class": 2},
+                     replace=True)
     assert len(sha256_of_wavs(root)) == 2 * len(GENRES), "stale clips must be removed"
     assert not list(root.rglob("*.tmp"))
 
@@ -253,3 +258,19 @@ def test_random_split_leaks_artists(default_set: Features) -> None:
     artist_split = cross_val_score(classifier(), x, y, cv=GroupKFold(4), groups=groups).mean()
     # Measured over clip seeds: 0.78-0.82 with a random split, 0.58-0.66 artist-disjoint.
     assert random_split_accuracy(x, y) > artist_split + 0.05
+
+
+def test_synth_command_refuses_another_set_and_replaces_it_when_asked(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from audiocls_utils.engine.cli import main
+
+    args = ["synth", "--out", str(tmp_path), "--clips-per-class", "1", "--seconds", "0.2"]
+    assert main(args) == 0
+    root = tmp_path / "genres"
+    assert main([*args[:4], "2", *args[5:]]) == 2
+    assert "already holds a synthetic set" in capsys.readouterr().err
+    assert len(sha256_of_wavs(root)) == len(GENRES)
+    assert main([*args[:4], "2", *args[5:], "--replace"]) == 0
+    assert len(sha256_of_wavs(root)) == 2 * len(GENRES)
+    assert json.loads((root / ".synth.json").read_text())["clips_per_class"] == 2

@@ -1,6 +1,7 @@
 """Keep log-Mel features on disk: computed once per (clip content, feature config), then memory-mapped.
 
-Each entry is one `.npy` file (float16 for dB features, see `features.storage_dtype`):
+Each entry is one `.npy` file (float16 for dB features, see `features.storage_dtype`), followed
+by an 8-byte trailer holding the CRC-32 of the array's bytes (`np.load` ignores it):
 
     <root>/v<CACHE_VERSION>/<FeatureConfig.key()>/<sha[:2]>/<sha>.npy   sha: SHA-256 of the audio file's bytes
 
@@ -16,7 +17,9 @@ stat values (git's "racy clean" problem), and is hashed again instead.
 Writes go to a temporary file in the same folder, then `os.replace`: two processes filling the
 cache at once (DDP ranks, two notebooks) each write whole, identical entries. An entry that
 cannot be read (truncated by a power cut, overwritten by hand) is reported in one warning,
-deleted and computed again.
+deleted and computed again; so is one whose bytes changed in place (a bad disk sector, a stray
+write), which its checksum reveals: every entry is read whole and checked once per run, which
+costs far less than decoding the clip again.
 
 Root: the `root` argument, else $AUDIOCLS_CACHE, else $XDG_CACHE_HOME/audiocls/features, else
 ~/.cache/audiocls/features. Delete the folder at any time to reclaim the space.
@@ -31,6 +34,7 @@ import math
 import os
 import time
 import warnings
+import zlib
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -47,7 +51,10 @@ from ..files import file_sha256, write_bytes
 
 # Bump when the feature code changes what it computes: old entries then miss.
 # 3: torchaudio's Spectrogram, MelScale and AmplitudeToDB (values within ~1e-6 of version 2's).
-CACHE_VERSION = 3
+# 4: each entry ends with a checksum of its data.
+CACHE_VERSION = 4
+CHECKSUM_MAGIC = b"crc3"  # the trailer: these 4 bytes, then the CRC-32 of the data, little-endian
+TRAILER_BYTES = 8
 SETTLE_SECONDS = 2.0  # files changed more recently than this are hashed, not looked up by stat
 
 
@@ -59,20 +66,35 @@ def default_cache_dir() -> Path:
     return base / "audiocls" / "features"
 
 
-def read_npy_header(path: Path) -> tuple[tuple[int, ...], np.dtype, int]:
-    """Return the shape, dtype and data offset of a .npy file; raise ValueError if its size disagrees."""
+def checksum_trailer(data: bytes | np.ndarray) -> bytes:
+    """Return the trailer that ends an entry: the magic bytes and the CRC-32 of `data`."""
+    return CHECKSUM_MAGIC + zlib.crc32(data).to_bytes(4, "little")
+
+
+def read_entry_header(path: Path) -> tuple[tuple[int, ...], np.dtype, int]:
+    """Return the shape, dtype and data offset of a cache entry, after checking its checksum.
+
+    Raise ValueError when its size disagrees with its header or its bytes with its checksum.
+    """
     with open(path, "rb") as file:
         version = np.lib.format.read_magic(file)
         read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
                        else np.lib.format.read_array_header_2_0)
         shape, fortran_order, dtype = read_header(file)
         offset = file.tell()
-        size = offset + math.prod(shape) * dtype.itemsize
+        nbytes = math.prod(shape) * dtype.itemsize
         actual = os.fstat(file.fileno()).st_size
-    if fortran_order:
-        raise ValueError("the array is stored in Fortran order, not C order")
-    if actual != size:
-        raise ValueError(f"{actual} bytes where its header announces {size}")
+        if fortran_order:
+            raise ValueError("the array is stored in Fortran order, not C order")
+        if actual != offset + nbytes + TRAILER_BYTES:
+            raise ValueError(f"{actual} bytes where its header announces "
+                             f"{offset + nbytes + TRAILER_BYTES}")
+        crc, remaining = 0, nbytes
+        while remaining and (chunk := file.read(min(1 << 20, remaining))):  # 1 MiB at a time
+            crc, remaining = zlib.crc32(chunk, crc), remaining - len(chunk)
+        trailer = file.read(TRAILER_BYTES)
+    if trailer != CHECKSUM_MAGIC + crc.to_bytes(4, "little"):
+        raise ValueError("its bytes no longer match their checksum: changed since it was written")
     return tuple(shape), dtype, offset
 
 
@@ -172,7 +194,7 @@ class FeatureCache:
         path = self.entry_path(digest, config)
         expected = np.dtype(str(storage_dtype(config)).removeprefix("torch."))
         try:
-            shape, dtype, offset = read_npy_header(path)
+            shape, dtype, offset = read_entry_header(path)
         except FileNotFoundError:
             return None
         except (OSError, ValueError, EOFError) as error:
@@ -181,7 +203,7 @@ class FeatureCache:
             if len(shape) == 2 and shape[0] == config.n_mels and shape[1] > 0 and dtype == expected:
                 return CachedLogMel(path, shape, dtype, offset)
             problem = f"holds {dtype} {shape}, expected {expected} ({config.n_mels}, frames)"
-        warnings.warn(f"Feature cache entry {path} is unreadable ({problem}); deleting it and "
+        warnings.warn(f"Feature cache entry {path} is damaged ({problem}); deleting it and "
                       "computing it again", RuntimeWarning, stacklevel=2)
         path.unlink(missing_ok=True)
         return None
@@ -195,9 +217,10 @@ class FeatureCache:
         array = np.ascontiguousarray(log_mel.detach().cpu().numpy())  # .npy in C order
         buffer = io.BytesIO()
         np.save(buffer, array)
+        offset = buffer.tell() - array.nbytes
+        buffer.write(checksum_trailer(array.reshape(-1).view(np.uint8)))
         path = self.entry_path(digest, config)
         self._write(path, buffer.getvalue())
-        offset = buffer.tell() - array.nbytes
         return CachedLogMel(path, tuple(array.shape), array.dtype, offset)
 
     def log_mels(
@@ -205,13 +228,12 @@ class FeatureCache:
         paths: Sequence[str | Path],
         config: FeatureConfig,
         device: str | torch.device = "cpu",
-        batch_size: int | None = None,
         num_workers: int | None = None,
         progress: bool = True,
     ) -> list[CachedLogMel]:
         """Return every clip's cached log-Mel, computing and storing the missing ones first.
 
-        `device`, `batch_size` and `num_workers` are those of `features.iter_log_mels`.
+        `device` and `num_workers` are those of `features.iter_log_mels`.
         """
         looked_up = [self._indexed_hash(path) for path in paths]
         unknown = [(path, *found[1:]) for path, found in zip(paths, looked_up, strict=True)
@@ -229,7 +251,7 @@ class FeatureCache:
             order = list(missing)  # one path per content: duplicated files are computed once
             # Each entry is written where it is computed (a worker process on a CPU).
             for index, entry in iter_log_mels([missing[d] for d in order], config, device,
-                                              batch_size, num_workers, progress,
+                                              num_workers, progress,
                                               finish=_StoreEntry(self, config, order)):
                 entries[order[index]] = entry
         return [entries[d] for d in digests]  # type: ignore[misc]

@@ -8,7 +8,9 @@ import json
 import os
 import sys
 import textwrap
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from ..errors import AudioclsError
@@ -19,6 +21,134 @@ def _progress() -> bool:
     return sys.stderr.isatty() and not os.environ.get("CI")
 
 
+# ----------------------------------------------------------------------------- settings
+# Every command checks its settings here before it starts any long work (decoding, training).
+
+# The option naming where each command writes (a fault with no file name names it instead).
+OUTPUTS = {"synth": "out", "download": "dest", "prepare": "out", "train": "output_dir",
+           "evaluate": "out", "export": "out"}
+# Commands whose output option names one file, with an example name for it.
+FILE_EXAMPLES = {"prepare": "manifest.csv", "evaluate": "evaluation_test.json",
+                 "export": "model.onnx"}
+
+
+def _flag(option: str) -> str:
+    """Return the command-line spelling of an argparse destination: output_dir -> --output-dir."""
+    return "--" + option.replace("_", "-")
+
+
+def validate_device(text: str) -> str:
+    """Return the device `text` names (e.g. `cuda:0`) if this machine has it; else raise."""
+    from ..models import check_device
+
+    return str(check_device(text, "--device"))
+
+
+def check_label_pattern(pattern: str) -> None:
+    """Stop unless `pattern` is a named pattern or a regex with a (?P<label>...) group."""
+    import re
+
+    from ..data import LABEL_PATTERNS
+
+    if pattern in LABEL_PATTERNS:
+        return
+    try:
+        regex = re.compile(pattern)
+    except re.error as error:
+        raise AudioclsError(f"--label-pattern '{pattern}' is not a valid regular expression "
+                            f"({error.msg} at position {error.pos}): fix it, or use one of "
+                            f"{sorted(LABEL_PATTERNS)}") from None
+    if "label" not in regex.groupindex:
+        raise AudioclsError(f"--label-pattern '{pattern}' has no named group (?P<label>...): "
+                            r"add one, e.g. '(?P<label>[a-z]+)_\d+'")
+
+
+def check_output(path: str | Path, option: str, example: str | None = None) -> None:
+    """Stop unless `path` can be written: a folder (made if missing), or with `example` a file."""
+    path = Path(path).expanduser()
+    shown = f"{_flag(option)} {path}"
+    if example is None and path.is_file():
+        raise AudioclsError(f"{shown} is a file, not a folder: name a folder (it is made if "
+                            "missing), or move the file away")
+    if example is not None and path.is_dir():
+        raise AudioclsError(f"{shown} is a folder: name the file to write, e.g. {path / example}")
+    folder = next(p for p in (path if example is None else path.parent, *path.parents)
+                  if p.exists())  # `.` or `/` at the latest
+    if not folder.is_dir():
+        raise AudioclsError(f"{shown}: {folder} is a file, so nothing can be written below it; "
+                            "choose another path")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        why = ("read-only file system" if os.statvfs(folder).f_flag & os.ST_RDONLY
+               else "no write permission")
+        raise AudioclsError(f"{shown}: cannot write in {folder} ({why}); choose a folder you can "
+                            "write to")
+
+
+def _check_data_tables(args: argparse.Namespace) -> None:
+    """Check the CSV tables a command will read: --manifest, --labels, the data folder's groups."""
+    from ..data import GROUPS_FILE, check_table, find_data_root
+
+    if getattr(args, "manifest", None):
+        check_table(args.manifest, "Manifest", ("path", "label", "split", "duration"),
+                    numeric=("duration",))
+    if getattr(args, "labels", None):
+        check_table(args.labels, "Labels file", ("path", "label"))
+    elif getattr(args, "data_dir", None):
+        groups = find_data_root(args.data_dir) / GROUPS_FILE
+        if groups.exists():
+            check_table(groups, "Groups file", ("path", "group"), filled=("path",))
+
+
+def validate_settings(args: argparse.Namespace) -> None:
+    """Check every setting of the command before any long work starts; raise on the first bad one."""
+    from .tracking import resolve_mode
+
+    if getattr(args, "device", None):
+        args.device = validate_device(args.device)
+    if getattr(args, "workers", None) is not None and args.workers < 0:
+        raise AudioclsError(f"--workers {args.workers} is negative: give 0 (decode in this "
+                            "process) or more worker processes, or leave it out")
+    if getattr(args, "seed", None) is not None and args.seed < 0:
+        raise AudioclsError(f"--seed {args.seed} is negative: give a whole number 0 or above")
+    if args.command == "train":
+        resolve_mode(args.tracking)
+    if getattr(args, "label_pattern", None):
+        check_label_pattern(args.label_pattern)
+    output = getattr(args, OUTPUTS.get(args.command, ""), None)
+    if output is not None:
+        check_output(output, OUTPUTS[args.command], FILE_EXAMPLES.get(args.command))
+    if getattr(args, "cache_dir", None):
+        check_output(args.cache_dir, "cache_dir")
+    if args.command == "dashboard":
+        if not 0 < args.port < 65536:
+            raise AudioclsError(f"--port {args.port} is not a TCP port: choose 1024 to 65535")
+        if args.log_dir:
+            from .dashboard import check_log_dir
+
+            check_log_dir(args.log_dir)
+    _check_data_tables(args)
+
+
+def describe_os_error(error: OSError, where: str | None = None) -> str:
+    """Return one line for a failed read or write: the file, what went wrong, what to do.
+
+    `where` names the output option for errors that carry no file name (a full disk met while
+    writing a file's data).
+    """
+    import errno
+
+    name = error.filename or where or "a file"
+    reason = error.strerror or str(error)
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return (f"no space left on the disk while writing {name}: free some space (or choose "
+                "another folder) and run the command again; files already written are complete")
+    if error.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return f"cannot write {name} ({reason}): choose a folder you can write to"
+    if error.errno in (errno.EEXIST, errno.ENOTDIR, errno.EISDIR):
+        return f"{name}: {reason}: a file stands where a folder is needed; choose another path"
+    return f"{name}: {reason}"
+
+
 def cmd_synth(args: argparse.Namespace) -> None:
     """Generate the built-in synthetic dataset."""
     from .synth import generate_dataset
@@ -27,7 +157,8 @@ def cmd_synth(args: argparse.Namespace) -> None:
         root = generate_dataset(args.out, clips_per_class=args.clips_per_class,
                                 seconds=args.seconds, seed=args.seed,
                                 difficulty=args.difficulty,
-                                artists_per_class=args.artists_per_class, progress=_progress())
+                                artists_per_class=args.artists_per_class, replace=args.replace,
+                                progress=_progress())
     except (ValueError, FileExistsError) as error:
         raise AudioclsError(str(error)) from None
     print(f"Synthetic dataset in {root}")
@@ -39,8 +170,9 @@ def cmd_download(args: argparse.Namespace) -> None:
     import re
     import urllib.parse
 
+    from ..course import course_root
     from ..data import find_data_root
-    from ..gtzan import DEFAULT_SOURCE, SOURCES, known_sha256
+    from ..gtzan import DATA_DIR, DEFAULT_SOURCE, SOURCES, find_gtzan, known_sha256
     from .download import ARCHIVE_SUFFIXES, download, extract_archive
 
     url = args.url or SOURCES[DEFAULT_SOURCE].url
@@ -53,7 +185,7 @@ def cmd_download(args: argparse.Namespace) -> None:
     name = posixpath.basename(urllib.parse.urlparse(url).path)
     if not name.endswith(ARCHIVE_SUFFIXES):
         raise AudioclsError(f"{url} does not name a {', '.join(ARCHIVE_SUFFIXES)} archive")
-    dest = Path(args.dest)
+    dest = Path(args.dest) if args.dest else course_root() / DATA_DIR
     archive = download(url, dest / name, sha256=sha256, progress=_progress())
     if dest.is_dir() and find_data_root(dest) != dest:
         print(f"{find_data_root(dest)} is already extracted; delete it to extract again")
@@ -61,7 +193,13 @@ def cmd_download(args: argparse.Namespace) -> None:
         print(f"Extracting {archive} into {dest}")
         extract_archive(archive, dest)
     root = find_data_root(dest)
-    print(f"GTZAN is in {root} (you may delete {archive}). Next:\n"
+    chapters = find_gtzan(course_root())
+    if chapters is not None and chapters.resolve() == dest.resolve():
+        found = "the chapters will find it there"
+    else:
+        found = (f"the chapters look in {course_root() / DATA_DIR}: move it there, or set "
+                 f"AUDIOCLS_DATA={dest.resolve()}")
+    print(f"GTZAN is in {root} (you may delete {archive}); {found}. Next, on the command line:\n"
           f"  audiocls prepare --data-dir {dest} --out {dest / 'manifest.csv'} --split filtered")
 
 
@@ -70,7 +208,8 @@ def _manifest_with_splits(args: argparse.Namespace):  # noqa: ANN202 - pandas ty
     from ..data import build_manifest, make_splits, manifest_notes
 
     manifest, excluded = build_manifest(args.data_dir, label_pattern=args.label_pattern,
-                                        progress=_progress(), labels_csv=args.labels)
+                                        progress=_progress(), labels_csv=args.labels,
+                                        allow_similar_labels=args.allow_similar_labels)
     for item in excluded:
         print(f"Excluded {item}")
     for note in manifest_notes(manifest):
@@ -94,27 +233,28 @@ def cmd_prepare(args: argparse.Namespace) -> None:
 
 def cmd_train(args: argparse.Namespace) -> None:
     """Train a recipe and write metrics.json, model.pt and history.csv (DDP under torchrun)."""
-    from ..config import apply_profile, default_profile, get_recipe
+    from ..config import apply_profile, get_recipe
     from ..data import load_manifest, make_splits
-    from ..models import pick_device
+    from ..models import machine_profile, pick_device
     from .distributed import quiet_unless_main
     from .runner import run_experiment
 
     with quiet_unless_main():
         device = pick_device(args.device)
-        profile = args.profile or default_profile(str(device))
+        profile, why = (args.profile, "--profile") if args.profile else machine_profile(device)
         recipe = apply_profile(get_recipe(args.recipe), profile)
         if args.manifest:
             manifest = make_splits(load_manifest(args.manifest), "existing")
         else:
             manifest, _ = _manifest_with_splits(args)
-        print(f"Profile {profile}; {len(manifest)} clips; output in {args.output_dir}")
+        print(f"Profile {profile} ({why}); {len(manifest)} clips; output in {args.output_dir}")
         result = run_experiment(
             manifest, recipe, args.output_dir, device=device, seed=args.seed,
             tracking_mode=args.tracking, progress=_progress(), resume=args.resume,
             num_workers=args.workers, cache=False if args.no_cache else (args.cache_dir or True),
             amp=not args.no_amp, channels_last=False if args.no_channels_last else None,
             pin_memory=False if args.no_pin_memory else None,
+            split="existing" if args.manifest else args.split, overwrite=args.overwrite,
         )
         test = result.metrics.get("test")
         if test:
@@ -123,7 +263,8 @@ def cmd_train(args: argparse.Namespace) -> None:
         else:
             print("No test set in this split, so no result to report: the validation figures "
                   "chose the model and overstate its accuracy")
-        print(f"Wrote {args.output_dir}/metrics.json, model.pt, history.csv")
+        if result.trained:  # else the runner said the folder holds this run, finished
+            print(f"Wrote {args.output_dir}/metrics.json, model.pt, history.csv")
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
@@ -171,16 +312,26 @@ def _warn_if_trained_on(rows, model: Path) -> None:  # noqa: ANN001 - pandas typ
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
-    """Print the top-k labels of each file."""
-    from ..predict import Predictor
+    """Print the top-k labels of each good file and, on stderr, why each other one has none."""
+    from ..data import printable
+    from ..predict import Predictor, check_top_k
 
+    check_top_k(args.top_k)  # before any work
     results = Predictor.from_file(args.model, device=args.device).predict(args.files, args.top_k)
-    if args.json:
+    if args.json:  # failures are in it too, as {"path", "error"}
         print(json.dumps(results, indent=2))
-        return
-    for result in results:
-        ranked = ", ".join(f"{t['label']} {t['probability']:.2f}" for t in result["top"])
-        print(f"{result['path']}: {ranked}")
+    else:
+        for result in results:
+            path = printable(Path(result["path"]))
+            if "error" in result:
+                print(f"{path}: not labelled: {result['error']}", file=sys.stderr)
+            else:
+                ranked = ", ".join(f"{t['label']} {t['probability']:.2f}" for t in result["top"])
+                print(f"{path}: {ranked}")
+    failed = sum("error" in result for result in results)
+    if failed:
+        raise AudioclsError(f"{failed} of {len(results)} file(s) could not be labelled (each is "
+                            "named above with the reason); the others were")
 
 
 def cmd_export(args: argparse.Namespace) -> None:
@@ -195,17 +346,20 @@ def cmd_dashboard(args: argparse.Namespace) -> None:
     """Serve the SwanLab dashboard of the course's runs on localhost until Ctrl+C."""
     import subprocess
 
-    from .dashboard import find_log_dir
+    from .dashboard import check_log_dir, find_log_dir
 
-    log_dir = Path(args.log_dir) if args.log_dir else find_log_dir(args.search)
+    log_dir = check_log_dir(args.log_dir) if args.log_dir else find_log_dir(args.search)
     print(f"SwanLab dashboard for {log_dir}: open http://{args.host}:{args.port} (Ctrl+C stops)")
-    subprocess.run([sys.executable, "-m", "swanlab", "watch", str(log_dir), "--host", args.host,
-                    "--port", str(args.port)], check=False)
+    status = subprocess.run([sys.executable, "-m", "swanlab", "watch", str(log_dir), "--host",
+                             args.host, "--port", str(args.port)], check=False).returncode
+    if status:
+        raise AudioclsError(f"swanlab watch stopped with status {status} (its message is above): "
+                            f"is port {args.port} taken? Choose another with --port")
 
 
 EXAMPLES = {
     "synth": "audiocls synth --out data/synth --clips-per-class 30 --seconds 6",
-    "download": "audiocls download gtzan --dest data/gtzan",
+    "download": "audiocls download gtzan   # into data/gtzan, where the chapters look",
     "prepare": "audiocls prepare --data-dir data/synth --out data/manifest.csv --split group",
     "train": "audiocls train --data-dir data/synth --recipe baseline --profile cpu "
              "--output-dir runs/baseline",
@@ -229,6 +383,8 @@ def _add_data_arguments(parser: argparse.ArgumentParser, required: bool = True) 
                              "in two splits; filtered: GTZAN's artist-filtered split (Kereliuk "
                              "et al. 2015)")
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--allow-similar-labels", action="store_true",
+                        help="keep labels that look like typos of each other (tree and three)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -255,11 +411,15 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--difficulty", type=float, default=0.5, help="0 easy ... 1 hard")
     synth.add_argument("--artists-per-class", type=int, default=4,
                        help="artists per genre; --split group keeps each artist in one split")
+    synth.add_argument("--replace", action="store_true",
+                       help="delete a synthetic set made with other settings in --out first")
     synth.set_defaults(run=cmd_synth)
 
     fetch = command("download", "Download a dataset archive (resumable, verified) and extract it.")
     fetch.add_argument("dataset", choices=["gtzan"])
-    fetch.add_argument("--dest", required=True, help="folder to download and extract into")
+    fetch.add_argument("--dest", default=None,
+                       help="folder to download and extract into (default: data/gtzan in the "
+                            "course folder, where the chapters look)")
     fetch.add_argument("--url", default=None,
                        help="archive URL: another mirror, or file:///path/to/genres.tar.gz "
                             "downloaded by hand (default: the Hugging Face copy)")
@@ -278,15 +438,18 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--recipe", default="baseline",
                        help="course, baseline, advanced, original-baseline or original-advanced "
                             "(seed-baseline and seed-advanced still work)")
-    train.add_argument("--profile", choices=["smoke", "cpu", "full"], default=None,
-                       help="full: the recipe as written (GPU); cpu: minutes on a laptop; "
-                            "smoke: seconds (default: full with CUDA, else cpu)")
+    train.add_argument("--profile", choices=["smoke", "cpu", "gpu16", "full"], default=None,
+                       help="full: the recipe as written (a large GPU); gpu16: in batches of 8 "
+                            "(a 16 GB GPU); cpu: minutes on a laptop; smoke: seconds (default: the "
+                            "one that fits this machine's GPU memory, printed with the reason)")
     train.add_argument("--output-dir", required=True)
     train.add_argument("--device", default=None, help="cuda, mps or cpu (default: best available)")
     train.add_argument("--tracking", default=None,
                        help="SwanLab mode: local (default), offline, online or disabled")
     train.add_argument("--resume", action="store_true",
-                       help="continue from OUTPUT_DIR/checkpoints/last.pt")
+                       help="continue from OUTPUT_DIR/checkpoints/last.pt (the same settings only)")
+    train.add_argument("--overwrite", action="store_true",
+                       help="delete the run files OUTPUT_DIR holds (another run's) and train afresh")
     speed = train.add_argument_group(
         "speed", "all on by default; for several GPUs, launch with "
                  "`torchrun --nproc_per_node=N -m audiocls_utils train ...`")
@@ -337,16 +500,36 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@contextmanager
+def one_line_warnings(command: str) -> Iterator[None]:
+    """Print each warning inside the block as one line (Python's default adds a source line)."""
+    saved = warnings.formatwarning
+    warnings.formatwarning = lambda message, *_, **__: f"audiocls {command}: warning: {message}\n"
+    try:
+        yield
+    finally:
+        warnings.formatwarning = saved
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; expected user mistakes print one line and exit with status 2."""
+    """Run the command line; user mistakes and disk faults print one line and exit with status 2."""
     args = build_parser().parse_args(argv)
     if args.command == "train" and not (args.data_dir or args.manifest):
         print("audiocls train: error: give --data-dir or --manifest", file=sys.stderr)
         return 2
     try:
-        args.run(args)
+        with one_line_warnings(args.command):
+            validate_settings(args)
+            args.run(args)
     except AudioclsError as error:
         print(f"audiocls {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:  # a full or read-only disk met mid-run: one line, not a traceback
+        option = OUTPUTS.get(args.command, "")
+        value = getattr(args, option, None)
+        where = f"{_flag(option)} {value}" if value is not None else None
+        print(f"audiocls {args.command}: error: {describe_os_error(error, where)}",
+              file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"audiocls {args.command}: interrupted", file=sys.stderr)

@@ -29,6 +29,16 @@ def find_log_dir(search_root: str | Path = "outputs") -> Path:
     return candidates[-1]
 
 
+def check_log_dir(log_dir: str | Path) -> Path:
+    """Return `log_dir` if it is a folder; else raise saying which folder to pass instead."""
+    log_dir = Path(log_dir)
+    if not log_dir.is_dir():
+        raise AudioclsError(f"SwanLab log folder {log_dir} does not exist: pass the swanlog folder "
+                            "of your runs (e.g. outputs/demo/swanlog), or leave --log-dir out to "
+                            "use the newest one under --search")
+    return log_dir
+
+
 def free_port() -> int:
     """Return a TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket() as probe:
@@ -39,9 +49,7 @@ def free_port() -> int:
 def start_dashboard(log_dir: str | Path, port: int, host: str = "127.0.0.1",
                     timeout: float = 60.0) -> subprocess.Popen:
     """Start `swanlab watch` in the background and wait until it answers on `host:port`."""
-    log_dir = Path(log_dir)
-    if not log_dir.is_dir():
-        raise AudioclsError(f"SwanLab log folder {log_dir} does not exist")
+    log_dir = check_log_dir(log_dir)
     command = [sys.executable, "-m", "swanlab", "watch", str(log_dir), "--host", host,
                "--port", str(port)]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,

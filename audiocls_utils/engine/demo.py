@@ -48,7 +48,7 @@ def main() -> None:
     """Parse arguments, run the demo, print the headline figures."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", type=Path, default=Path("outputs/demo"))
-    parser.add_argument("--profile", default="cpu", choices=["smoke", "cpu", "full"])
+    parser.add_argument("--profile", default="cpu", choices=["smoke", "cpu", "gpu16", "full"])
     args = parser.parse_args()
     started = time.perf_counter()
     test = run_demo(args.out, args.profile)

@@ -8,6 +8,7 @@ writing anything: no absolute paths, no `..`, no links leaving the archive, no d
 
 from __future__ import annotations
 
+import errno
 import http.client
 import os
 import posixpath
@@ -124,9 +125,13 @@ def _stream(response: http.client.HTTPResponse, part: Path, offset: int, url: st
                 file.write(chunk)
                 bar.update(len(chunk))
     except (TimeoutError, OSError, http.client.HTTPException) as error:
+        done = part.stat().st_size
+        if getattr(error, "errno", None) in (errno.ENOSPC, errno.EDQUOT):
+            left = f"{(total - done) / 1e6:.0f} MB more" if total else "more space"
+            raise AudioclsError(f"The disk holding {part} is full after {done / 1e6:.1f} MB: free "
+                                f"{left} and run the same command again to resume") from None
         raise AudioclsError(f"Download of {url} stopped ({error or type(error).__name__}) after "
-                            f"{part.stat().st_size / 1e6:.1f} MB; run the same command again to "
-                            "resume") from None
+                            f"{done / 1e6:.1f} MB; run the same command again to resume") from None
     if total is not None and part.stat().st_size < total:
         raise AudioclsError(f"Download of {url} stopped after {part.stat().st_size} of {total} "
                             "bytes; run the same command again to resume")

@@ -76,7 +76,8 @@ def run_notebooks(paths: Sequence[Path], out_dir: Path, profile: str = "cpu",
     os.environ[WIDGETS_ENV] = "0"
     if not os.environ.get(DATA_ENV):
         os.environ[DATA_ENV] = "synthetic"
-        print(f"Using the built-in dataset (set {DATA_ENV}=data/GTZAN to run on GTZAN)")
+        print(f"Using the built-in dataset (after `audiocls download gtzan`, set {DATA_ENV}=data/gtzan "
+              "to run on GTZAN)")
     print(f"Executing {len(paths)} notebooks in the {profile} profile; outputs in "
           f"{os.environ.get(WORKDIR_ENV) or workdir()}", flush=True)
     results = []

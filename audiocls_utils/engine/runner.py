@@ -2,13 +2,16 @@
 
 `run_experiment` trains with the chapters' own `train_one_epoch`, `evaluate`-style clip scoring
 (`predict_clips`), `create_model`, `make_scheduler`, `SegmentDataset` and `Augment`, and adds: the
-feature cache, checkpoints and `--resume`, bf16 autocast on GPUs, DistributedDataParallel under
-torchrun, crops drawn reproducibly whatever the number of workers, atomic writes, and SwanLab
-tracking that never stops training. It is what `audiocls train` runs.
+feature cache, checkpoints and `--resume`, a run folder that holds one run (checked and locked:
+see `run_folder`), bf16 autocast on GPUs, DistributedDataParallel under torchrun, crops drawn
+reproducibly whatever the number of workers, atomic writes, and SwanLab tracking that never stops
+training. It is what `audiocls train` runs.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import math
 import os
 import time
@@ -43,7 +46,7 @@ from ..files import load_torch, save_torch, write_csv, write_json
 from ..metrics import classification_metrics
 from ..models import create_model, pick_device
 from ..plots import plot_confusion_matrix
-from ..predict import model_bundle, predict_clips
+from ..predict import load_bundle, model_bundle, predict_clips
 from ..train import make_scheduler, seed_everything, train_one_epoch
 from .cache import FeatureCache
 from .distributed import (
@@ -54,7 +57,19 @@ from .distributed import (
     quiet_unless_main,
     start_distributed,
 )
+from .run_folder import (
+    Plan,
+    RunLock,
+    clear_run,
+    finish_run,
+    plan_run,
+    remove_leftovers,
+    run_record,
+)
 from .tracking import Tracker
+
+# What `checkpoints/last.pt` holds: enough to go on from the end of its epoch.
+CHECKPOINT_KEYS = {"model", "optimizer", "scheduler", "torch_rng", "epoch", "history", "best"}
 
 
 def default_workers() -> int:
@@ -74,8 +89,12 @@ def loader_settings(device: torch.device, num_workers: int, pin_memory: bool | N
 
 
 def use_amp(device: torch.device, amp: bool = True) -> bool:
-    """Return True where bf16 autocast runs: on a CUDA device that supports bfloat16."""
-    return amp and device.type == "cuda" and torch.cuda.is_bf16_supported()
+    """Return True where bf16 autocast runs: on a CUDA GPU that runs bfloat16 natively (Ampere+).
+
+    Older GPUs (a T4, a V100) only emulate bf16, slower than float32, so they train in float32.
+    """
+    return (amp and device.type == "cuda"
+            and torch.cuda.is_bf16_supported(including_emulation=False))
 
 
 # ----------------------------------------------------------------------------- segments
@@ -212,8 +231,9 @@ def compute_split_features(
 def evaluate_clips(model: nn.Module, features: Features, recipe: Recipe, num_frames: int,
                    device: torch.device, classes: Sequence[str], ranks: Ranks | None = None,
                    amp: bool = False, num_workers: int = 0, pin_memory: bool = False
-                   ) -> tuple[float, dict[str, Any]]:
-    """Score whole clips with `predict_clips` (windows averaged); return the clip loss and metrics.
+                   ) -> tuple[float, dict[str, Any], torch.Tensor]:
+    """Score whole clips with `predict_clips` (windows averaged); return the clip loss, metrics
+    and probabilities (clips, classes).
 
     Under DDP each rank scores every world_size-th clip and the probabilities are summed, so
     every rank gets the same metrics.
@@ -233,7 +253,7 @@ def evaluate_clips(model: nn.Module, features: Features, recipe: Recipe, num_fra
     targets = torch.tensor(features.targets)
     loss = float(nn.functional.nll_loss(probabilities.clamp_min(1e-8).log(), targets))
     metrics = classification_metrics(targets.tolist(), probabilities.argmax(1).tolist(), classes)
-    return loss, metrics
+    return loss, metrics, probabilities
 
 
 def make_optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
@@ -256,6 +276,7 @@ class TrainResult:
     output_dir: Path
     model: nn.Module
     recipe: Recipe
+    trained: bool = True  # False: the folder held this run finished, returned as it was
 
 
 def run_experiment(
@@ -272,11 +293,17 @@ def run_experiment(
     amp: bool = True,
     channels_last: bool | None = None,
     pin_memory: bool | None = None,
+    split: str | None = None,
+    overwrite: bool = False,
 ) -> TrainResult:
     """Train `recipe` on the manifest's train split, select on val, report on test.
 
-    Writes to `output_dir`: metrics.json, history.csv, model.pt, manifest.csv, recipe.json and
-    checkpoints/{best,last}.pt, each written atomically.
+    Writes to `output_dir`: run.json (what defines the run, first), manifest.csv, recipe.json,
+    checkpoints/{best,last}.pt, history.csv, metrics.json and model.pt, each written atomically,
+    holding `output_dir/run.lock` meanwhile. A folder holds one run: one of other settings stops
+    the run before anything is written (`overwrite=True` deletes its files instead); the same
+    run unfinished continues with `resume=True`; the same run finished is returned as it is.
+    `split` names how the manifest was split (recorded and compared; None: not known).
 
     Speed switches, all on by default: `cache` (True: the default `FeatureCache`; a folder or a
     FeatureCache; False keeps every log-Mel in RAM instead), `num_workers` (DataLoader
@@ -295,7 +322,7 @@ def run_experiment(
                                    progress and ranks.is_main, num_workers,
                                    resume, resolve_cache(cache), use_amp(device, amp),
                                    device.type == "cuda" if channels_last is None else channels_last,
-                                   pin_memory, ranks)
+                                   pin_memory, ranks, split, overwrite)
     finally:
         if started_group:
             dist.destroy_process_group()
@@ -305,6 +332,57 @@ def _seed_rank(seed: int, rank: int, epoch: int) -> None:
     """Give ranks other than 0 their own augmentation draws (rank 0 keeps the single-process ones)."""
     if rank:
         torch.manual_seed(int(np.random.SeedSequence([seed, rank, epoch]).generate_state(1)[0]))
+
+
+def read_checkpoint(path: Path) -> dict[str, Any]:
+    """Load `checkpoints/last.pt`, or raise in one line naming it when it is damaged."""
+    try:
+        state = load_torch(path)
+    except Exception as error:  # torn or overwritten: torch raises many kinds of error for those
+        raise AudioclsError(f"{path} is damaged and cannot be read ({type(error).__name__}); "
+                            "delete it to train this run again from epoch 1, or train into "
+                            "another --output-dir") from None
+    if not isinstance(state, dict) or CHECKPOINT_KEYS - set(state):
+        raise AudioclsError(f"{path} is not a checkpoint of an audiocls run; delete it to train "
+                            "this run again from epoch 1, or train into another --output-dir")
+    return state
+
+
+def finished_result(output_dir: Path, recipe: Recipe) -> TrainResult:
+    """Read back the finished run in `output_dir` as `run_experiment` returned it."""
+    try:
+        metrics = json.loads((output_dir / "metrics.json").read_text())
+        history = pd.read_csv(output_dir / "history.csv")
+    except (OSError, ValueError) as error:
+        raise AudioclsError(f"{output_dir}: cannot read the finished run ({type(error).__name__}: "
+                            f"{error}); delete the folder or train into another --output-dir"
+                            ) from None
+    bundle = load_bundle(output_dir / "model.pt")
+    model = create_model(bundle["model_name"], len(bundle["class_names"]), recipe.image_size,
+                         pretrained="no")
+    model.load_state_dict(bundle["state_dict"])
+    return TrainResult(metrics, history, output_dir, model, recipe, trained=False)
+
+
+def _share_plan(plan: Plan | None, ranks: Ranks) -> Plan:
+    """Return rank 0's plan on every rank."""
+    if ranks.world_size == 1:
+        assert plan is not None
+        return plan
+    shared = [plan.value if plan else None]
+    dist.broadcast_object_list(shared, src=0)
+    return Plan(shared[0])
+
+
+def _start_folder(output_dir: Path, plan: Plan, record: dict[str, Any], manifest: pd.DataFrame,
+                  recipe: Recipe) -> None:
+    """Write what defines the run, run.json first (after deleting the run `overwrite` replaces)."""
+    if plan is Plan.FRESH:
+        clear_run(output_dir)  # nothing, or the files of the run `overwrite` replaces
+    write_json(output_dir / "run.json", record)
+    if plan is Plan.FRESH:  # a resumed run's manifest.csv is this one: the fingerprints agree
+        save_manifest(manifest, output_dir / "manifest.csv")
+    write_json(output_dir / "recipe.json", recipe.to_dict())
 
 
 def _run_experiment(
@@ -322,19 +400,58 @@ def _run_experiment(
     channels_last: bool,
     pin_memory: bool | None,
     ranks: Ranks,
+    split: str | None = None,
+    overwrite: bool = False,
 ) -> TrainResult:
-    """Run `run_experiment` once the device, ranks and switches are settled."""
-    if ranks.is_main:
-        output_dir.mkdir(parents=True, exist_ok=True)
+    """Check the data and the run folder, then train (holding the folder's lock on rank 0)."""
     seed_everything(seed)
     manifest = limit_per_class(manifest, recipe.clips_per_class, seed=seed)
     for warning in check_splits(manifest):
         print(f"Warning: {warning}")
     classes = class_names(manifest)
-    if ranks.is_main:
-        save_manifest(manifest, output_dir / "manifest.csv")
-        write_json(output_dir / "recipe.json", recipe.to_dict())
+    if len(classes) < 2:
+        raise AudioclsError(f"Training needs at least two classes; the data has only {classes}. "
+                            "Add a folder of clips of another class")
+    record = run_record(recipe, seed, split, manifest)
+    with RunLock(output_dir) if ranks.is_main else contextlib.nullcontext():
+        plan = _share_plan(plan_run(output_dir, record, manifest, resume, overwrite)
+                           if ranks.is_main else None, ranks)
+        if ranks.is_main:
+            remove_leftovers(output_dir)  # the folder is this run's: nobody else writes there
+        if plan is Plan.FINISHED:
+            print(f"{output_dir} holds this run, finished: nothing to train (delete the folder, "
+                  "or train into another --output-dir, to train it again)")
+            return finished_result(output_dir, recipe)
+        last = output_dir / "checkpoints" / "last.pt"
+        state = read_checkpoint(last) if plan is Plan.RESUME and last.exists() else None
+        if resume and state is None:
+            print(f"No checkpoint in {last.parent}; starting from scratch")
+        if ranks.is_main:
+            _start_folder(output_dir, plan, record, manifest, recipe)
+        return _train(manifest, classes, recipe, output_dir, device, seed, tracking_mode,
+                      progress, num_workers, cache, amp, channels_last, pin_memory, ranks,
+                      state, record)
 
+
+def _train(
+    manifest: pd.DataFrame,
+    classes: list[str],
+    recipe: Recipe,
+    output_dir: Path,
+    device: torch.device,
+    seed: int,
+    tracking_mode: str | None,
+    progress: bool,
+    num_workers: int | None,
+    cache: FeatureCache | None,
+    amp: bool,
+    channels_last: bool,
+    pin_memory: bool | None,
+    ranks: Ranks,
+    state: dict[str, Any] | None,
+    record: dict[str, Any],
+) -> TrainResult:
+    """Train in a checked run folder, from epoch 1 or from the checkpoint `state`."""
     # No longer than a typical long clip: 30 s segments of 5 s clips would be mostly padding.
     segment_seconds = min(recipe.segment_seconds, float(manifest["duration"].quantile(0.95)))
     num_frames = recipe.feature.seconds_to_frames(segment_seconds)
@@ -380,17 +497,19 @@ def _run_experiment(
     best: dict[str, Any] = {"epoch": -1, "val_acc": -1.0, "val_loss": math.inf}
     start_epoch = 0
     run_id = None
-    if resume and (checkpoints / "last.pt").exists():
-        state = load_torch(checkpoints / "last.pt")
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        torch.set_rng_state(state["torch_rng"])
+    if state is not None:
+        try:
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            torch.set_rng_state(state["torch_rng"])
+        except (RuntimeError, ValueError, KeyError, TypeError) as error:
+            raise AudioclsError(f"{checkpoints / 'last.pt'} does not fit this run "
+                                f"({type(error).__name__}); delete it to train this run again "
+                                "from epoch 1, or train into another --output-dir") from None
         history, best, run_id = state["history"], state["best"], state.get("run_id")
         start_epoch = state["epoch"] + 1
         print(f"Resuming from {checkpoints / 'last.pt'} after epoch {start_epoch}")
-    elif resume:
-        print(f"No checkpoint in {checkpoints}; starting from scratch")
     _seed_rank(seed, ranks.rank, start_epoch)
     net: nn.Module = model
     if ranks.world_size > 1:
@@ -400,6 +519,8 @@ def _run_experiment(
     tracker = Tracker(experiment=output_dir.name, mode=tracking_mode if ranks.is_main else
                       "disabled", log_dir=output_dir.parent / "swanlog",
                       config={**recipe.to_dict(), "seed": seed, "classes": classes}, run_id=run_id)
+    if ranks.is_main:
+        print(tracker.line())
     has_val = "val" in splits
     if not has_val:
         print("Note: no validation split; the last epoch's model is kept")
@@ -421,7 +542,7 @@ def _run_experiment(
             row = {"epoch": epoch + 1, "lr": lr, "train_loss": train_loss, "train_acc": train_acc,
                    "val_loss": math.nan, "val_acc": math.nan}
             if has_val:
-                val_loss, val_metrics = evaluate_clips(model, splits["val"], recipe, num_frames,
+                val_loss, val_metrics, _ = evaluate_clips(model, splits["val"], recipe, num_frames,
                                                        device, classes, **eval_kwargs)
                 row.update(val_loss=val_loss, val_acc=val_metrics["accuracy"])
             row["seconds"] = round(time.perf_counter() - started, 2)
@@ -458,10 +579,11 @@ def _run_experiment(
         results: dict[str, Any] = {"classes": classes, "recipe": recipe.name, "seed": seed,
                                    "best_epoch": best["epoch"], "segment_seconds": segment_seconds,
                                    "device": str(device), "world_size": ranks.world_size}
+        probabilities: dict[str, torch.Tensor] = {}
         for split in ("val", "test"):
             if split in splits:
-                _, results[split] = evaluate_clips(model, splits[split], recipe, num_frames,
-                                                   device, classes, **eval_kwargs)
+                _, results[split], probabilities[split] = evaluate_clips(
+                    model, splits[split], recipe, num_frames, device, classes, **eval_kwargs)
             else:
                 results[split] = None
                 print(f"Note: no {split} split, so no {split} metrics")
@@ -470,7 +592,9 @@ def _run_experiment(
                          "test/macro_f1": results["test"]["macro_f1"]})
             figure = plot_confusion_matrix(results["test"]["confusion_matrix"], classes)
             figure.savefig(output_dir / "confusion_matrix.png", dpi=100)
-            tracker.log_figure("test/confusion_matrix", figure)
+            test = splits["test"]  # SwanLab's chart, and the most confident mistakes as audio
+            tracker.log_test_set(test.paths, test.targets, probabilities["test"], classes,
+                                 recipe.feature, figure)
             plt.close(figure)
     finally:
         tracker.finish()
@@ -480,4 +604,5 @@ def _run_experiment(
         write_csv(history_table, output_dir / "history.csv")
         write_json(output_dir / "metrics.json", results)
         save_torch(bundle, output_dir / "model.pt")
+        finish_run(output_dir, record)
     return TrainResult(results, history_table, output_dir, model, recipe)

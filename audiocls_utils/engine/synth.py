@@ -838,6 +838,19 @@ def _check_not_foreign(root: Path) -> None:
                               "(real data?); pick another out_dir, or delete that folder first")
 
 
+def _check_not_another_set(root: Path, params: dict) -> None:
+    """Refuse to write over a finished dataset made with other settings (delete nothing)."""
+    marker = _read_marker(root)
+    if not (marker and marker.get("complete")):
+        return  # nothing there, or an interrupted run of this module: made again
+    changed = [f"{key} {marker.get(key)!r} -> {value!r}" for key, value in params.items()
+               if marker.get(key) != value]
+    if changed:
+        raise FileExistsError(
+            f"{root} already holds a synthetic set made with other settings ({', '.join(changed)});"
+            " choose another folder, or replace it (`audiocls synth --replace`, replace=True)")
+
+
 def _remove_stale(root: Path, keep: set[str]) -> None:
     """Delete wavs and temporary files of earlier runs that this dataset does not contain."""
     for genre in GENRES:
@@ -898,13 +911,15 @@ def _write_marker(root: Path, params: dict, complete: bool) -> None:
 
 def generate_dataset(out_dir: str | Path, clips_per_class: int = 20, seconds: float = 5.0,
                      seed: int = 0, difficulty: float = 0.5, artists_per_class: int = 4,
-                     sample_rate: int = SAMPLE_RATE, progress: bool = True) -> Path:
+                     sample_rate: int = SAMPLE_RATE, progress: bool = True,
+                     replace: bool = False) -> Path:
     """Write a GTZAN-shaped synthetic dataset under `out_dir/genres` and return that folder.
 
     Clips are assigned to artists in contiguous blocks (as in GTZAN; at most one artist per
     clip); `groups.csv` lists each file's artist. Each seed draws new artists too, so datasets
     made with different seeds share no artist. If the folder already holds this exact dataset,
-    nothing is rewritten.
+    nothing is rewritten (missing files are made again). A finished dataset made with other
+    settings is never deleted unless `replace`: FileExistsError says what differs.
     """
     if clips_per_class < 1:
         raise ValueError(f"clips_per_class must be at least 1, got {clips_per_class!r}")
@@ -920,6 +935,8 @@ def generate_dataset(out_dir: str | Path, clips_per_class: int = 20, seconds: fl
     if _is_complete(root, params):
         return root
     _check_not_foreign(root)
+    if not replace:
+        _check_not_another_set(root, params)
     root.mkdir(parents=True, exist_ok=True)
     _write_marker(root, params, complete=False)  # an interrupted run must not look done
     groups = _write_clips(root, params, progress)

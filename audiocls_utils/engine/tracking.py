@@ -1,25 +1,121 @@
 """Track runs with SwanLab, without ever letting tracking stop training.
 
 Mode: the `mode` argument, else $SWANLAB_MODE, else `local` (no account; view the runs with
-`swanlab watch <log_dir>`). Tests use `disabled`.
+`swanlab watch <log_dir>`). Tests use `disabled`. SwanLab's start and finish banners are kept out
+of the output (`quiet_swanlab`): one line per run says where it is logged (`swanlab_line`).
+A run's test set is logged as SwanLab's own chart and media (`swanlab_test_media`).
 """
 
 from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+import matplotlib.pyplot as plt
+import torch
+
+from ..audio import load_audio
+from ..config import FeatureConfig
+from ..errors import AudioclsError
+from ..features import LogMel
+from ..plots import plot_spectrogram
 
 MODES = ("disabled", "local", "offline", "online", "cloud")
 
 
 def resolve_mode(mode: str | None = None) -> str:
     """Return the tracking mode from the argument, $SWANLAB_MODE, or `local`."""
-    chosen = (mode or os.environ.get("SWANLAB_MODE") or "local").lower()
+    source = "--tracking" if mode else "SWANLAB_MODE"
+    given = mode or os.environ.get("SWANLAB_MODE") or "local"
+    chosen = given.strip().lower()
     if chosen not in MODES:
-        raise ValueError(f"Unknown SwanLab mode {chosen!r}; choose one of {MODES}")
+        what = "unset it" if source == "SWANLAB_MODE" else "leave --tracking out for local"
+        raise AudioclsError(f"{source}={given!r} is not a SwanLab mode: choose local, offline, "
+                            f"online or disabled (or {what})")
     return "online" if chosen == "cloud" else chosen
+
+
+def swanlab_line(name: str, mode: str, log_dir: str | Path, why_off: str) -> str:
+    """Return the one line printed for a SwanLab run: where it goes and how to view it, or why not.
+
+    `why_off` says why a disabled run is not logged, e.g. "tracking is off in the smoke profile".
+    """
+    if mode == "disabled":
+        return f"SwanLab run {name!r} not logged ({why_off})"
+    view = {"local": f"view: swanlab watch {log_dir}",
+            "offline": "upload it later with swanlab sync",
+            "online": "view it on SwanLab's website"}.get(mode, "")
+    return f"SwanLab run {name!r} logged to {log_dir} ({mode} mode; {view})"
+
+
+def _swanlab_console() -> Any:
+    """Return the rich Console SwanLab prints its banners with, or None if this version has none."""
+    try:
+        from swanlab.sdk.internal.pkg import console
+    except ImportError:
+        return None
+    return getattr(console, "c", None)
+
+
+@contextmanager
+def quiet_swanlab() -> Iterator[None]:
+    """Keep SwanLab's start and finish banners out of the output inside the block; runs log as usual.
+
+    SwanLab (0.10) has no setting for them: they go through one rich Console, muted here.
+    """
+    console = _swanlab_console()
+    if console is None:
+        yield
+        return
+    was_quiet, console.quiet = console.quiet, True
+    try:
+        yield
+    finally:
+        console.quiet = was_quiet
+
+
+def misclassified(targets: Sequence[int], probabilities: torch.Tensor, max_clips: int = 4
+                  ) -> list[int]:
+    """Return the positions of up to `max_clips` misclassified clips, the most confident first."""
+    confidence, predictions = probabilities.max(dim=1)  # (clips,), (clips,)
+    wrong = [i for i, (p, t) in enumerate(zip(predictions.tolist(), targets, strict=True)) if p != t]
+    return sorted(wrong, key=lambda i: -float(confidence[i]))[:max_clips]
+
+
+def swanlab_test_media(paths: Sequence[str | Path], targets: Sequence[int],
+                       probabilities: torch.Tensor, class_names: Sequence[str],
+                       config: FeatureConfig, max_clips: int = 4, seconds: float = 10.0
+                       ) -> dict[str, Any]:
+    """Return SwanLab objects for a test set: its confusion matrix as SwanLab's chart (when every
+    class has a clip), and a few misclassified clips as `swanlab.Audio` (their first `seconds`)
+    with their log-Mel images."""
+    import swanlab
+
+    predictions = probabilities.argmax(dim=1).tolist()  # (clips,) target of the top class
+    media: dict[str, Any] = {}
+    if set(targets) == set(range(len(class_names))):  # SwanLab's chart needs every class present
+        # Rows are the true classes, each as fractions of its clips (SwanLab normalizes them).
+        media["test/confusion_matrix"] = swanlab.echarts.confusion_matrix(
+            list(targets), predictions, list(class_names))
+    to_log_mel, sounds, images = LogMel(config), [], []
+    for i in misclassified(targets, probabilities, max_clips):
+        waveform = load_audio(paths[i], config.sample_rate)[: int(seconds * config.sample_rate)]
+        caption = (f"{Path(paths[i]).name}: {class_names[targets[i]]} taken for "
+                   f"{class_names[predictions[i]]} ({float(probabilities[i].max()):.2f})")
+        sounds.append(swanlab.Audio(waveform.numpy(), sample_rate=config.sample_rate,
+                                    caption=caption))
+        figure = plot_spectrogram(to_log_mel(waveform), config, title=caption,
+                                  colorbar_label="dB" if config.to_db else "power")
+        figure.tight_layout()  # keep the axis labels inside the image
+        images.append(swanlab.Image(figure, caption=caption))
+        plt.close(figure)
+    if sounds:
+        media["test/misclassified_audio"], media["test/misclassified_log_mel"] = sounds, images
+    return media
 
 
 class Tracker:
@@ -36,6 +132,9 @@ class Tracker:
     ) -> None:
         self.mode = resolve_mode(mode)
         self.log_dir = Path(log_dir)
+        self.experiment = experiment
+        self._why_off = ("tracking is off: SWANLAB_MODE=disabled" if mode is None
+                         else "tracking is disabled")
         self.run: Any = None
         self._failed = False
         if self.mode == "disabled":
@@ -46,9 +145,10 @@ class Tracker:
             self._swanlab = swanlab
             self.log_dir.mkdir(parents=True, exist_ok=True)
             resume = {"id": run_id, "resume": "allow"} if run_id else {}
-            self.run = swanlab.init(project=project, name=experiment, config=config or {},
-                                    mode=self.mode, log_dir=str(self.log_dir), reinit=True,
-                                    **resume)
+            with quiet_swanlab():
+                self.run = swanlab.init(project=project, name=experiment, config=config or {},
+                                        mode=self.mode, log_dir=str(self.log_dir), reinit=True,
+                                        **resume)
         except Exception as error:  # noqa: BLE001 - tracking must never stop training
             self._fail("start", error)
 
@@ -62,27 +162,46 @@ class Tracker:
         """Return the run's id (to resume it later), or None when not tracking."""
         return getattr(self.run, "id", None) if self.active else None
 
-    def log(self, values: dict[str, float], step: int | None = None) -> None:
-        """Log scalar values at `step`."""
+    def line(self) -> str:
+        """Return the one line that says where this run is logged, or why it is not."""
+        if self._failed:
+            return swanlab_line(self.experiment or "run", "disabled", self.log_dir,
+                                "SwanLab failed: see the warning above")
+        return swanlab_line(self.experiment or "run", self.mode, self.log_dir, self._why_off)
+
+    def log(self, values: dict[str, Any], step: int | None = None) -> None:
+        """Log values at `step`: scalars, or SwanLab's media and charts."""
         if self.active:
             try:
                 self.run.log(values, step=step)
             except Exception as error:  # noqa: BLE001
                 self._fail("log", error)
 
-    def log_figure(self, key: str, figure: Any, step: int | None = None) -> None:
-        """Log a matplotlib figure as an image."""
+    def log_test_set(self, paths: Sequence[str | Path], targets: Sequence[int],
+                     probabilities: torch.Tensor, class_names: Sequence[str],
+                     config: FeatureConfig, figure: Any = None) -> None:
+        """Log the test confusion matrix as SwanLab's chart and the worst mistakes as audio.
+
+        `figure`, the matrix drawn with matplotlib, is logged too in local mode: SwanLab's local
+        dashboard (0.10) draws lines, images, audio and text but not its own charts.
+        """
         if self.active:
             try:
-                self.run.log({key: self._swanlab.Image(figure)}, step=step)
+                media = {}  # the image first: the dashboard shows charts in the order they came
+                if figure is not None and self.mode == "local":
+                    media["test/confusion_matrix_image"] = self._swanlab.Image(figure)
+                media.update(swanlab_test_media(paths, targets, probabilities, class_names,
+                                                config))
+                self.run.log(media)
             except Exception as error:  # noqa: BLE001
-                self._fail("log an image", error)
+                self._fail("log the test set", error)
 
     def finish(self) -> None:
         """Close the run (safe to call twice)."""
         if self.run is not None:
             try:
-                self.run.finish()
+                with quiet_swanlab():
+                    self.run.finish()
             except Exception as error:  # noqa: BLE001
                 self._fail("finish", error)
             self.run = None
