@@ -199,7 +199,7 @@ def test_two_processes_filling_one_cache_write_identical_readable_entries(tmp_pa
         while time.time() < float(sys.argv[1]):  # start together
             time.sleep(0.001)
         FeatureCache({str(tmp_path / "cache")!r}).log_mels(
-            paths, FeatureConfig(n_fft=512, hop_length=128, n_mels=32), batch_size=2,
+            paths, FeatureConfig(n_fft=512, hop_length=128, n_mels=32), num_workers=0,
             progress=False)
     """)
     start = str(time.time() + 8)  # both have imported torch by then
