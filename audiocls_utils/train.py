@@ -58,7 +58,9 @@ def train_one_epoch(model, loader, loss_fn, optimizer, device, augment=None,  #@
             optimizer.step()
             optimizer.zero_grad()
         total_loss += loss.item() * len(targets)
-        correct += (logits.argmax(dim=1) == targets).sum().item()
+        # with mixup a segment's label is a blend: count it right when it names the larger share
+        dominant = labels.argmax(dim=1) if labels.ndim == 2 else targets
+        correct += (logits.argmax(dim=1) == dominant).sum().item()
         seen += len(targets)
     return total_loss / seen, correct / seen
 

@@ -191,3 +191,31 @@ def test_a_warm_feature_cache_gives_the_same_run_as_a_cold_one(
                   for name in ("cold", "warm"))
     assert cold.history["train_loss"].tolist() == warm.history["train_loss"].tolist()
     assert cold.metrics["test"] == warm.metrics["test"]
+
+
+def test_training_accuracy_under_mixup_counts_the_larger_share_of_each_blend() -> None:
+    class Fixed(nn.Module):  # always answers class 1
+        def __init__(self) -> None:
+            super().__init__()
+            self.bias = nn.Parameter(torch.tensor([0.0, 5.0]))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.bias.expand(len(x), 2) + 0 * x.sum()
+
+    def swap_mostly(segments: torch.Tensor, targets: torch.Tensor):  # noqa: ANN202
+        """A blend whose larger share is the other class (what mixup does when lam < 0.5)."""
+        return segments, 0.3 * nn.functional.one_hot(targets, 2) + 0.7 * nn.functional.one_hot(1 - targets, 2)
+
+    segments, targets = torch.zeros(4, 3), torch.tensor([0, 0, 1, 1])
+    loader = DataLoader(TensorDataset(segments, targets, torch.arange(4)), batch_size=4)
+    model = Fixed()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
+    _, plain = train_one_epoch(model, loader, nn.CrossEntropyLoss(), optimizer, torch.device("cpu"))
+    _, mixed = train_one_epoch(model, loader, nn.CrossEntropyLoss(), optimizer, torch.device("cpu"),
+                               augment=swap_mostly)
+    assert plain == 0.5 and mixed == 0.5  # class 1 is right for targets 2, 3 / blends 0, 1
+    _, only_zero = train_one_epoch(model, DataLoader(TensorDataset(segments[:2], targets[:2],
+                                                                   torch.arange(2)), batch_size=2),
+                                   nn.CrossEntropyLoss(), optimizer, torch.device("cpu"),
+                                   augment=swap_mostly)
+    assert only_zero == 1.0  # both blends are mostly class 1, which the model answers
