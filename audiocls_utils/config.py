@@ -187,11 +187,6 @@ GPU16_GIB = {"float32": 14.0, "bf16": 10.0}
 GPU16_BATCH = 8
 
 
-def default_profile(device: str, memory_gib: float | None = None, native_bf16: bool = False) -> str:
-    """Return the profile for a device (see `choose_profile`)."""
-    return choose_profile(device, memory_gib, native_bf16)[0]
-
-
 def choose_profile(device: str, memory_gib: float | None = None, native_bf16: bool = False,
                    gpu_name: str = "the GPU") -> tuple[str, str]:
     """Return the profile for a device and the reason, from its type and (CUDA) memory in GiB.

@@ -78,11 +78,25 @@ def _label_from_folder(root: Path) -> Callable[[Path], tuple[str, str] | None]:
     return read
 
 
+def compile_label_pattern(pattern: str) -> re.Pattern[str]:
+    """Return the regex of a named pattern or of `pattern`, or raise one line saying what is wrong."""
+    if pattern in LABEL_PATTERNS:
+        return re.compile(LABEL_PATTERNS[pattern])
+    try:
+        regex = re.compile(pattern)
+    except re.error as error:
+        raise AudioclsError(f"--label-pattern '{pattern}' is not a valid regular expression "
+                            f"({error.msg} at position {error.pos}): fix it, or use one of "
+                            f"{sorted(LABEL_PATTERNS)}") from None
+    if "label" not in regex.groupindex:
+        raise AudioclsError(f"--label-pattern '{pattern}' has no named group (?P<label>...): "
+                            r"add one, e.g. '(?P<label>[a-z]+)_\d+'")
+    return regex
+
+
 def _label_from_pattern(pattern: str) -> Callable[[Path], tuple[str, str] | None]:
     """Return a reader of (label, group) from a file name via a regex with named groups."""
-    regex = re.compile(LABEL_PATTERNS.get(pattern, pattern))
-    if "label" not in regex.groupindex:
-        raise AudioclsError(f"Label pattern {pattern!r} needs a named group (?P<label>...)")
+    regex = compile_label_pattern(pattern)
 
     def read(path: Path) -> tuple[str, str] | None:
         match = regex.match(path.stem)

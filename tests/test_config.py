@@ -14,7 +14,7 @@ from audiocls_utils.config import (
     FeatureConfig,
     Recipe,
     apply_profile,
-    default_profile,
+    choose_profile,
     get_recipe,
 )
 from audiocls_utils.errors import AudioclsError
@@ -77,7 +77,7 @@ def test_profiles_shrink_but_full_is_the_recipe_as_written() -> None:
     assert 1 <= cpu.warmup_epochs < cpu.epochs and cpu.step_size >= 1
     assert smoke.epochs <= cpu.epochs and smoke.clips_per_class is not None
     assert cpu.model == smoke.model == "resnet18"  # grouped convolutions crawl on CPUs
-    assert default_profile("cuda:0") == "full" and default_profile("cpu") == "cpu"
+    assert choose_profile("cuda:0")[0] == "full" and choose_profile("cpu")[0] == "cpu"
 
 
 def test_gpu16_keeps_model_images_and_schedule_and_the_effective_batch() -> None:

@@ -107,6 +107,13 @@ def test_chapters_03_and_04_write_the_classifier_in_cells() -> None:
         assert piece in source_03, f"chapter 03 no longer shows {piece}"
 
 
+def _assert_parameters_then_setup(cells: list) -> None:
+    """Check one tagged parameters cell reading AUDIOCLS_PROFILE, and setup_notebook near the top."""
+    parameters = [c for c in cells if "parameters" in c.metadata.get("tags", [])]
+    assert len(parameters) == 1 and "AUDIOCLS_PROFILE" in parameters[0].source
+    assert "setup_notebook(PROFILE, DATA, SEED)" in "".join(c.source for c in cells[:6])
+
+
 def test_the_four_chapters_are_there_and_nothing_else() -> None:
     assert sorted(p.stem for p in NOTEBOOK_DIR.glob("*.ipynb")) == sorted(NOTEBOOKS)
 
@@ -125,9 +132,7 @@ def test_notebook_is_committed_without_outputs(name: str) -> None:
 @pytest.mark.parametrize("name", NOTEBOOKS)
 def test_notebook_has_a_parameters_cell_that_make_demo_and_nbmake_can_set(name: str) -> None:
     cells = _notebook(name).cells
-    parameters = [c for c in cells if "parameters" in c.metadata.get("tags", [])]
-    assert len(parameters) == 1 and "AUDIOCLS_PROFILE" in parameters[0].source
-    assert "setup_notebook(PROFILE, DATA, SEED)" in "".join(c.source for c in cells[:6])
+    _assert_parameters_then_setup(cells)
     assert any("headline(" in c.source for c in cells if c.cell_type == "code"), \
         "make demo reports each chapter's headline line"
 
@@ -150,9 +155,7 @@ def test_every_exercise_has_a_worked_solution_section(chapter: str) -> None:
 @pytest.mark.parametrize("name", SOLUTIONS)
 def test_solutions_run_like_the_chapters(name: str) -> None:
     cells = _notebook(name).cells
-    parameters = [c for c in cells if "parameters" in c.metadata.get("tags", [])]
-    assert len(parameters) == 1 and "AUDIOCLS_PROFILE" in parameters[0].source
-    assert "setup_notebook(PROFILE, DATA, SEED)" in "".join(c.source for c in cells[:6])
+    _assert_parameters_then_setup(cells)
 
 
 def _install_cell(name: str) -> str:

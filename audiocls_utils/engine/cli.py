@@ -44,25 +44,6 @@ def validate_device(text: str) -> str:
     return str(check_device(text, "--device"))
 
 
-def check_label_pattern(pattern: str) -> None:
-    """Stop unless `pattern` is a named pattern or a regex with a (?P<label>...) group."""
-    import re
-
-    from ..data import LABEL_PATTERNS
-
-    if pattern in LABEL_PATTERNS:
-        return
-    try:
-        regex = re.compile(pattern)
-    except re.error as error:
-        raise AudioclsError(f"--label-pattern '{pattern}' is not a valid regular expression "
-                            f"({error.msg} at position {error.pos}): fix it, or use one of "
-                            f"{sorted(LABEL_PATTERNS)}") from None
-    if "label" not in regex.groupindex:
-        raise AudioclsError(f"--label-pattern '{pattern}' has no named group (?P<label>...): "
-                            r"add one, e.g. '(?P<label>[a-z]+)_\d+'")
-
-
 def check_output(path: str | Path, option: str, example: str | None = None) -> None:
     """Stop unless `path` can be written: a folder (made if missing), or with `example` a file."""
     path = Path(path).expanduser()
@@ -113,7 +94,9 @@ def validate_settings(args: argparse.Namespace) -> None:
     if args.command == "train":
         resolve_mode(args.tracking)
     if getattr(args, "label_pattern", None):
-        check_label_pattern(args.label_pattern)
+        from ..data import compile_label_pattern
+
+        compile_label_pattern(args.label_pattern)
     output = getattr(args, OUTPUTS.get(args.command, ""), None)
     if output is not None:
         check_output(output, OUTPUTS[args.command], FILE_EXAMPLES.get(args.command))

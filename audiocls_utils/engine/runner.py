@@ -317,12 +317,38 @@ def run_experiment(
     ranks, device, started_group = start_distributed(
         pick_device(str(device) if device else None))
     try:
+        output_dir, progress = Path(output_dir), progress and ranks.is_main
+        cache, amp = resolve_cache(cache), use_amp(device, amp)
+        channels_last = device.type == "cuda" if channels_last is None else channels_last
         with quiet_unless_main():
-            return _run_experiment(manifest, recipe, Path(output_dir), device, seed, tracking_mode,
-                                   progress and ranks.is_main, num_workers,
-                                   resume, resolve_cache(cache), use_amp(device, amp),
-                                   device.type == "cuda" if channels_last is None else channels_last,
-                                   pin_memory, ranks, split, overwrite)
+            # Check the data and the run folder, then train (holding the folder's lock on rank 0).
+            seed_everything(seed)
+            manifest = limit_per_class(manifest, recipe.clips_per_class, seed=seed)
+            for warning in check_splits(manifest):
+                print(f"Warning: {warning}")
+            classes = class_names(manifest)
+            if len(classes) < 2:
+                raise AudioclsError(f"Training needs at least two classes; the data has only {classes}. "
+                                    "Add a folder of clips of another class")
+            record = run_record(recipe, seed, split, manifest)
+            with RunLock(output_dir) if ranks.is_main else contextlib.nullcontext():
+                plan = _share_plan(plan_run(output_dir, record, manifest, resume, overwrite)
+                                   if ranks.is_main else None, ranks)
+                if ranks.is_main:
+                    remove_leftovers(output_dir)  # the folder is this run's: nobody else writes there
+                if plan is Plan.FINISHED:
+                    print(f"{output_dir} holds this run, finished: nothing to train (delete the folder, "
+                          "or train into another --output-dir, to train it again)")
+                    return finished_result(output_dir, recipe)
+                last = output_dir / "checkpoints" / "last.pt"
+                state = read_checkpoint(last) if plan is Plan.RESUME and last.exists() else None
+                if resume and state is None:
+                    print(f"No checkpoint in {last.parent}; starting from scratch")
+                if ranks.is_main:
+                    _start_folder(output_dir, plan, record, manifest, recipe)
+                return _train(manifest, classes, recipe, output_dir, device, seed, tracking_mode,
+                              progress, num_workers, cache, amp, channels_last, pin_memory, ranks,
+                              state, record)
     finally:
         if started_group:
             dist.destroy_process_group()
@@ -383,54 +409,6 @@ def _start_folder(output_dir: Path, plan: Plan, record: dict[str, Any], manifest
     if plan is Plan.FRESH:  # a resumed run's manifest.csv is this one: the fingerprints agree
         save_manifest(manifest, output_dir / "manifest.csv")
     write_json(output_dir / "recipe.json", recipe.to_dict())
-
-
-def _run_experiment(
-    manifest: pd.DataFrame,
-    recipe: Recipe,
-    output_dir: Path,
-    device: torch.device,
-    seed: int,
-    tracking_mode: str | None,
-    progress: bool,
-    num_workers: int | None,
-    resume: bool,
-    cache: FeatureCache | None,
-    amp: bool,
-    channels_last: bool,
-    pin_memory: bool | None,
-    ranks: Ranks,
-    split: str | None = None,
-    overwrite: bool = False,
-) -> TrainResult:
-    """Check the data and the run folder, then train (holding the folder's lock on rank 0)."""
-    seed_everything(seed)
-    manifest = limit_per_class(manifest, recipe.clips_per_class, seed=seed)
-    for warning in check_splits(manifest):
-        print(f"Warning: {warning}")
-    classes = class_names(manifest)
-    if len(classes) < 2:
-        raise AudioclsError(f"Training needs at least two classes; the data has only {classes}. "
-                            "Add a folder of clips of another class")
-    record = run_record(recipe, seed, split, manifest)
-    with RunLock(output_dir) if ranks.is_main else contextlib.nullcontext():
-        plan = _share_plan(plan_run(output_dir, record, manifest, resume, overwrite)
-                           if ranks.is_main else None, ranks)
-        if ranks.is_main:
-            remove_leftovers(output_dir)  # the folder is this run's: nobody else writes there
-        if plan is Plan.FINISHED:
-            print(f"{output_dir} holds this run, finished: nothing to train (delete the folder, "
-                  "or train into another --output-dir, to train it again)")
-            return finished_result(output_dir, recipe)
-        last = output_dir / "checkpoints" / "last.pt"
-        state = read_checkpoint(last) if plan is Plan.RESUME and last.exists() else None
-        if resume and state is None:
-            print(f"No checkpoint in {last.parent}; starting from scratch")
-        if ranks.is_main:
-            _start_folder(output_dir, plan, record, manifest, recipe)
-        return _train(manifest, classes, recipe, output_dir, device, seed, tracking_mode,
-                      progress, num_workers, cache, amp, channels_last, pin_memory, ranks,
-                      state, record)
 
 
 def _train(
