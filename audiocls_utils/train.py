@@ -88,7 +88,7 @@ def fit(model, train_loader, val_loader, loss_fn, optimizer, epochs, device,  #@
         history.append({"epoch": epoch, "lr": lr, "train_loss": train_loss, "train_acc": train_acc,
                         "val_loss": val_loss, "val_acc": val_acc,
                         "seconds": time.perf_counter() - started})
-        if swanlab.has_run():  # a no-op run when swanlab.init(mode="disabled")
+        if swanlab.has_run():  # after swanlab.init (any mode); without one, swanlab.log raises
             swanlab.log({"train/loss": train_loss, "train/acc": train_acc, "train/lr": lr,
                          "val/loss": val_loss, "val/acc": val_acc}, step=epoch)
         print(f"epoch {epoch:>2}/{epochs}  lr {lr:.1e}  train loss {train_loss:.3f} acc "

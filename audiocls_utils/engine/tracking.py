@@ -3,7 +3,8 @@
 Mode: the `mode` argument, else $SWANLAB_MODE, else `local` (no account; view the runs with
 `swanlab watch <log_dir>`). Tests use `disabled`. SwanLab's start and finish banners are kept out
 of the output (`quiet_swanlab`): one line per run says where it is logged (`swanlab_line`).
-A run's test set is logged as SwanLab's own chart and media (`swanlab_test_media`).
+A run's test set is logged as SwanLab's own chart and media (`swanlab_test_media`, written
+in chapter 03).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib.pyplot as plt
+import swanlab
 import torch
 
 from ..audio import load_audio
@@ -78,25 +80,19 @@ def quiet_swanlab() -> Iterator[None]:
         console.quiet = was_quiet
 
 
-def misclassified(targets: Sequence[int], probabilities: torch.Tensor, max_clips: int = 4
-                  ) -> list[int]:
+def misclassified(targets, probabilities, max_clips=4):  #@save
     """Return the positions of up to `max_clips` misclassified clips, the most confident first."""
     confidence, predictions = probabilities.max(dim=1)  # (clips,), (clips,)
     wrong = [i for i, (p, t) in enumerate(zip(predictions.tolist(), targets, strict=True)) if p != t]
     return sorted(wrong, key=lambda i: -float(confidence[i]))[:max_clips]
 
 
-def swanlab_test_media(paths: Sequence[str | Path], targets: Sequence[int],
-                       probabilities: torch.Tensor, class_names: Sequence[str],
-                       config: FeatureConfig, max_clips: int = 4, seconds: float = 10.0
-                       ) -> dict[str, Any]:
-    """Return SwanLab objects for a test set: its confusion matrix as SwanLab's chart (when every
-    class has a clip), and a few misclassified clips as `swanlab.Audio` (their first `seconds`)
-    with their log-Mel images."""
-    import swanlab
-
-    predictions = probabilities.argmax(dim=1).tolist()  # (clips,) target of the top class
-    media: dict[str, Any] = {}
+def swanlab_test_media(paths, targets, probabilities, class_names, config, max_clips=4,  #@save
+                       seconds=10.0):
+    """Return SwanLab's confusion-matrix chart of a test set, and its most confident mistakes as
+    `swanlab.Audio` (their first `seconds`) and `swanlab.Image` (their log-Mels)."""
+    predictions = probabilities.argmax(dim=1).tolist()  # (clips,) the top class of each clip
+    media = {}
     if set(targets) == set(range(len(class_names))):  # SwanLab's chart needs every class present
         # Rows are the true classes, each as fractions of its clips (SwanLab normalizes them).
         media["test/confusion_matrix"] = swanlab.echarts.confusion_matrix(
@@ -106,8 +102,7 @@ def swanlab_test_media(paths: Sequence[str | Path], targets: Sequence[int],
         waveform = load_audio(paths[i], config.sample_rate)[: int(seconds * config.sample_rate)]
         caption = (f"{Path(paths[i]).name}: {class_names[targets[i]]} taken for "
                    f"{class_names[predictions[i]]} ({float(probabilities[i].max()):.2f})")
-        sounds.append(swanlab.Audio(waveform.numpy(), sample_rate=config.sample_rate,
-                                    caption=caption))
+        sounds.append(swanlab.Audio(waveform.numpy(), sample_rate=config.sample_rate, caption=caption))
         figure = plot_spectrogram(to_log_mel(waveform), config, title=caption,
                                   colorbar_label="dB" if config.to_db else "power")
         figure.tight_layout()  # keep the axis labels inside the image
