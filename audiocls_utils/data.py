@@ -227,21 +227,33 @@ def printable(path: Path) -> str:
 def check_clip(path: str | Path) -> tuple[str | None, AudioInfo | None]:
     """Return (why the clip cannot be used, None) or (None, its description).
 
-    The one check of a clip: `build_manifest` excludes what it rejects, and `predict` names it.
-    Decodes the whole file, block by block.
+    The one check of a clip: `build_manifest` excludes what it rejects. Decodes the whole file,
+    block by block. `predict` applies its two parts (`decode_problem`, `content_problem`) in the
+    pass that computes the file's features, so it decodes each file once.
     """
-    path = Path(path)
     try:
         info = describe_audio(path)
     except AudioclsError as error:
-        reason = str(error).removeprefix(f"{path}: ")
-        known = KNOWN_BAD_FILES.get(path.name)
-        return (f"{reason.rstrip('.')}. It is {known}" if known else reason), None
+        return decode_problem(path, error), None
+    problem = content_problem(info)
+    return (problem, None) if problem else (None, info)
+
+
+def decode_problem(path: str | Path, error: AudioclsError) -> str:
+    """Return why `path` could not be decoded (`error` without the path), naming a known bad file."""
+    path = Path(path)
+    reason = str(error).removeprefix(f"{path}: ")
+    known = KNOWN_BAD_FILES.get(path.name)
+    return f"{reason.rstrip('.')}. It is {known}" if known else reason
+
+
+def content_problem(info: AudioInfo) -> str | None:
+    """Return why a clip that decodes cannot be used (silence, too short), or None."""
     if info.peak == 0.0:
-        return "digital silence (every sample is 0)", None
+        return "digital silence (every sample is 0)"
     if info.duration < MIN_SECONDS:
-        return f"too short ({info.duration:.3f} s < {MIN_SECONDS} s)", None
-    return None, info
+        return f"too short ({info.duration:.3f} s < {MIN_SECONDS} s)"
+    return None
 
 
 def _read_labels_csv(root: Path, table_path: Path) -> tuple[list[tuple[Path, str, str]],

@@ -20,7 +20,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from .audio import BLOCK_FRAMES, AudioStream
+from .audio import BLOCK_FRAMES, AudioInfo, AudioStream
 from .config import FeatureConfig
 from .errors import AudioclsError
 
@@ -164,15 +164,28 @@ def file_log_mel(path: str | Path, config: FeatureConfig, dtype: torch.dtype | N
     `dtype` (`storage_dtype(config)` by default); the waveform is never held whole. Raises
     AudioclsError for a file that cannot be used.
     """
-    stream = StreamingLogMel(config, dtype)
-    for piece in AudioStream(path, config.sample_rate, block_frames):
-        stream.add(piece)
-    log_mel = stream.finish()
+    log_mel, _ = described_log_mel(path, config, dtype, block_frames)
     if log_mel is None:
-        raise AudioclsError(f"{path}: too short to compute a log-Mel (fewer than "
-                            f"{config.n_fft // 2 + 1} samples at {config.sample_rate} Hz). "
-                            "Leave it out.")
+        raise AudioclsError(f"{path}: {too_short_to_frame(config)}")
     return log_mel
+
+
+def described_log_mel(path: str | Path, config: FeatureConfig, dtype: torch.dtype | None = None,
+                      block_frames: int = BLOCK_FRAMES) -> tuple[torch.Tensor | None, AudioInfo]:
+    """Decode a file once, block by block: return its log-Mel as `file_log_mel` computes it (None
+    when too short to frame) and its description (duration, peak, ...) as `describe_audio` gives it.
+    """
+    stream, audio = StreamingLogMel(config, dtype), AudioStream(path, config.sample_rate, block_frames)
+    for piece in audio:
+        stream.add(piece)
+    assert audio.info is not None  # set once the last piece is out
+    return stream.finish(), audio.info
+
+
+def too_short_to_frame(config: FeatureConfig) -> str:
+    """Say why a clip shorter than one STFT frame has no log-Mel."""
+    return (f"too short to compute a log-Mel (fewer than {config.n_fft // 2 + 1} samples at "
+            f"{config.sample_rate} Hz). Leave it out.")
 
 
 def mel_filterbank(config: FeatureConfig) -> torch.Tensor:

@@ -16,9 +16,9 @@ import torch
 from torch.utils.data import DataLoader
 
 from .config import Recipe
-from .data import SegmentDataset, check_clip
+from .data import SegmentDataset, content_problem, decode_problem
 from .errors import AudioclsError
-from .features import file_log_mel
+from .features import described_log_mel, file_log_mel, too_short_to_frame
 from .files import load_torch
 from .models import create_model, pick_device, weights_file
 
@@ -218,20 +218,21 @@ class Predictor:
     def predict(self, paths: Sequence[str | Path], top_k: int = 3) -> list[dict[str, Any]]:
         """Return, for each file, its `top_k` labels with probabilities, most likely first.
 
-        Each file is first checked as `audiocls prepare` checks clips (`data.check_clip`); one
-        that fails gets {"path", "error": why} instead of {"path", "top"}, and the rest go on.
+        Each file is decoded once, block by block, and checked on the way as `audiocls prepare`
+        checks clips (`data.check_clip`): one that fails gets {"path", "error": why} instead of
+        {"path", "top"}, and the rest go on.
         `top_k` above the number of classes gives them all; below 1 is refused.
         """
         check_top_k(top_k)
         top_k = min(top_k, len(self.class_names))
         results = []
         for path in paths:
-            problem, _ = check_clip(path)
-            if problem is None:
-                try:
-                    log_mel = file_log_mel(path, self.recipe.feature, torch.float32)
-                except AudioclsError as error:  # changed since checked, or too short to frame
-                    problem = str(error).removeprefix(f"{path}: ")
+            try:
+                log_mel, info = described_log_mel(path, self.recipe.feature, torch.float32)
+                problem = content_problem(info) or (
+                    None if log_mel is not None else too_short_to_frame(self.recipe.feature))
+            except AudioclsError as error:
+                problem = decode_problem(path, error)
             if problem is not None:
                 results.append({"path": str(path), "error": problem})
                 continue

@@ -268,3 +268,22 @@ def test_a_file_that_is_no_model_is_refused_without_pytorchs_unsafe_advice(
     assert "weights_only" not in err and "arbitrary code" not in err
     if kind == "torch.save":
         assert "GLOBAL posix.system" in err
+
+
+def test_predict_decodes_each_file_once(tmp_path: Path, model_file: Path,
+                                        monkeypatch: pytest.MonkeyPatch,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    # The check and the features come from one decoding pass: a 2 h recording is read once.
+    opened: list[str] = []
+    real_open = audio._open
+
+    def spy(path: Path):  # noqa: ANN202 - soundfile.SoundFile
+        opened.append(Path(path).name)
+        return real_open(path)
+
+    monkeypatch.setattr(audio, "_open", spy)
+    good = write_wav(tmp_path / "good.wav", tone(440.0, 1.0))
+    silent = write_wav(tmp_path / "silent.wav", np.zeros(22050, np.float32))
+    status, _, err = run(capsys, "predict", "--model", str(model_file), str(good), str(silent))
+    assert status == 2 and "silent.wav" in err
+    assert sorted(opened) == ["good.wav", "silent.wav"]
