@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import REPO, tone, write_wav
+from helpers import REPO, tampered_bundle, tone, untrained_bundle, write_wav
 
 import audiocls_utils.data
 import audiocls_utils.engine.download
@@ -375,29 +375,7 @@ def _torn_checkpoint(patch: pytest.MonkeyPatch) -> Iterator[list[str]]:
 
 def model_file(change: str = "") -> Path:
     """Save a small untrained model bundle (3 classes, 32 px) as model.pt, damaged as `change`."""
-    from dataclasses import replace
-
-    from audiocls_utils.config import apply_profile, get_recipe
-    from audiocls_utils.models import create_model
-    from audiocls_utils.predict import model_bundle
-
-    recipe = replace(apply_profile(get_recipe("baseline"), "smoke"), image_size=32)
-    torch.manual_seed(0)
-    model = create_model(recipe.model, 3, recipe.image_size, mean=-40.0, std=12.0,
-                         pretrained="no")
-    bundle = model_bundle(model.eval(), recipe, ["a", "b", "c"], 20)
-    if change == "class count":
-        bundle["class_names"] = ["a", "b", "c", "d"]
-    elif change == "unknown model":
-        bundle["model_name"] = "resnet1800"
-    elif change == "num_frames":
-        bundle["num_frames"] = 10**9
-    elif change == "std 0":
-        bundle["std"] = 0.0
-        bundle["state_dict"]["0.std"] = torch.tensor(0.0)
-    elif change == "NaN":
-        bundle["state_dict"]["1.fc.bias"] = torch.full((3,), float("nan"))
-    torch.save(bundle, "model.pt")
+    torch.save(tampered_bundle(untrained_bundle(), change), "model.pt")
     return Path("model.pt")
 
 
@@ -420,7 +398,7 @@ def _model_unknown(patch: pytest.MonkeyPatch) -> Iterator[list[str]]:
 
 @case("model file with an absurd `num_frames`", long_work=True)
 def _model_num_frames(patch: pytest.MonkeyPatch) -> Iterator[list[str]]:
-    yield from _predict("num_frames")
+    yield from _predict("absurd num_frames")
 
 
 @case("model file with feature std 0", long_work=True)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import pickle
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -14,31 +13,18 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from helpers import tone, write_wav
+from helpers import BUNDLE_CLASSES, tampered_bundle, tone, untrained_bundle, write_wav
 
 from audiocls_utils import audio
-from audiocls_utils.config import apply_profile, get_recipe
 from audiocls_utils.data import build_manifest
 from audiocls_utils.engine.cli import main
-from audiocls_utils.models import create_model
-from audiocls_utils.predict import model_bundle
 
-NUM_FRAMES = 20
-CLASSES = ["a", "b", "c"]
-
-
-def _bundle() -> dict[str, Any]:
-    """Return a complete, untrained model bundle (3 classes, 32 px, 20-frame windows)."""
-    recipe = replace(apply_profile(get_recipe("baseline"), "smoke"), image_size=32)
-    torch.manual_seed(0)
-    model = create_model(recipe.model, len(CLASSES), recipe.image_size, mean=-40.0, std=12.0,
-                         pretrained="no")
-    return model_bundle(model.eval(), recipe, CLASSES, NUM_FRAMES)
+CLASSES = BUNDLE_CLASSES  # the untrained bundle's classes
 
 
 @pytest.fixture(scope="module")
 def bundle() -> dict[str, Any]:
-    return _bundle()
+    return untrained_bundle()
 
 
 @pytest.fixture(scope="module")
@@ -180,33 +166,6 @@ def test_top_k_above_the_class_count_shows_every_class(tmp_path: Path, model_fil
                                   out.split(": ", 1)[1].split(", ")) == CLASSES
 
 
-def _tampered(bundle: dict[str, Any], change: str) -> dict[str, Any]:
-    """Return a copy of `bundle` damaged as `change` says."""
-    bundle = {**bundle, "state_dict": dict(bundle["state_dict"])}
-    state = bundle["state_dict"]
-    if change == "class count":
-        bundle["class_names"] = [*CLASSES, "d"]
-    elif change == "unknown model":
-        bundle["model_name"] = "resnet1800"
-    elif change == "absurd num_frames":
-        bundle["num_frames"] = 10**9
-    elif change == "std 0":
-        bundle["std"] = 0.0
-        state["0.std"] = torch.tensor(0.0)
-    elif change == "std 0 in the weights only":
-        state["0.std"] = torch.tensor(0.0)
-    elif change == "missing key":
-        del bundle["class_names"]
-    elif change == "weights of another model":
-        del state["1.layer1.0.conv1.weight"]
-    elif change == "recipe not a table":
-        bundle["recipe"] = "baseline"
-    elif change == "hop of 0":
-        bundle["recipe"] = {**bundle["recipe"], "feature": {**bundle["recipe"]["feature"],
-                                                            "hop_length": 0}}
-    return bundle
-
-
 @pytest.mark.parametrize("change,says", [
     ("class count", "head has 3 outputs for 4 classes"),
     ("unknown model", "unknown model 'resnet1800'"),
@@ -223,7 +182,7 @@ def test_a_tampered_model_file_is_refused_in_one_line(
     capsys: pytest.CaptureFixture[str]
 ) -> None:
     path = tmp_path / "model.pt"
-    torch.save(_tampered(bundle, change), path)
+    torch.save(tampered_bundle(bundle, change), path)
     clip = write_wav(tmp_path / "clip.wav", tone(440.0, 1.0))
     status, out, err = run(capsys, "predict", "--model", str(path), str(clip))
     assert status == 2 and out == "" and err.count("\n") == 1, err
@@ -233,8 +192,7 @@ def test_a_tampered_model_file_is_refused_in_one_line(
 
 def test_nan_probabilities_stop_with_one_line(tmp_path: Path, bundle: dict[str, Any],
                                               capsys: pytest.CaptureFixture[str]) -> None:
-    damaged = _tampered(bundle, "")
-    damaged["state_dict"]["1.fc.bias"] = torch.full((3,), float("nan"))
+    damaged = tampered_bundle(bundle, "NaN")
     path = tmp_path / "model.pt"
     torch.save(damaged, path)
     clip = write_wav(tmp_path / "clip.wav", tone(440.0, 1.0))
