@@ -308,14 +308,20 @@ class Course:
                        tracking_mode=self.tracking_mode, progress=False, overwrite=True)
         return read_run(folder)
 
+    def finished_run(self, recipe: Recipe, manifest: pd.DataFrame | None = None) -> Run | None:
+        """Return the run of `recipe` an earlier notebook left, if it used this data and seed."""
+        manifest = self.manifest() if manifest is None else manifest
+        folder = self.run_dir(recipe)
+        return read_run(folder) if same_run_inputs(folder, manifest, recipe, self.seed) else None
+
     def reuse_or_train(self, recipe: Recipe, manifest: pd.DataFrame | None = None) -> Run:
         """Return the run of `recipe` left by an earlier notebook if it used this data, else train it."""
         manifest = self.manifest() if manifest is None else manifest
-        folder = self.run_dir(recipe)
-        if same_run_inputs(folder, manifest, recipe, self.seed):
-            print(f"Reusing the finished run in {folder} (same recipe, split and seed)")
-            return read_run(folder)
-        print(f"No matching run in {folder}: training {recipe.name} now")
+        run = self.finished_run(recipe, manifest)
+        if run is not None:
+            print(f"Reusing the finished run in {run.output_dir} (same recipe, split and seed)")
+            return run
+        print(f"No matching run in {self.run_dir(recipe)}: training {recipe.name} now")
         return self.train(recipe, manifest)
 
     def swanlab_line(self, name: str) -> str:
