@@ -145,7 +145,7 @@ def save_standin(kind: str, folder: str | Path) -> Path:
                                  num_conv_pos_embedding_groups=4)
         processor = tf.Wav2Vec2FeatureExtractor(sampling_rate=16000, do_normalize=True)
     elif kind == "clap":
-        tokenizer = _byte_tokenizer(folder / "tokenizer-source")
+        tokenizer = byte_tokenizer(folder / "tokenizer-source")
         text = tf.ClapTextConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2,
                                  num_attention_heads=2, intermediate_size=64, projection_dim=16,
                                  max_position_embeddings=80)
@@ -167,7 +167,7 @@ def save_standin(kind: str, folder: str | Path) -> Path:
     return folder
 
 
-def _byte_tokenizer(folder: Path):  # noqa: ANN202 - a transformers RobertaTokenizer
+def byte_tokenizer(folder: Path):  # noqa: ANN202 - a transformers RobertaTokenizer
     """Return a RoBERTa tokenizer with one token per byte (no merges): CLAP's tokenizer, made offline."""
     from tokenizers.pre_tokenizers import ByteLevel
     from transformers import RobertaTokenizer
@@ -204,7 +204,7 @@ def embed_clips(model, loader, device):  #@save
     return sums / counts.unsqueeze(1)
 
 
-def load_pretrained(kind, folder=None):  #@save
+def load_pretrained(kind, folder=None, device="cpu"):  #@save
     """Load a Hugging Face audio model and its processor, and print which weights it got."""
     from transformers.utils import logging
 
@@ -212,7 +212,7 @@ def load_pretrained(kind, folder=None):  #@save
     model_class, processor_class = model_classes(kind)
     with weights_source(kind, folder) as source:  # a folder, the hub, or a tiny random stand-in
         processor = processor_class.from_pretrained(source.path)
-        model = model_class.from_pretrained(source.path).eval()
+        model = model_class.from_pretrained(source.path).eval().to(device)
     print(f"{kind}: {source.description}")
     return model, processor, source
 
@@ -222,13 +222,13 @@ def embed_windows(kind, model, processor, windows):  #@save
     """Return one embedding per window, (windows, dim); `windows` are 1-D arrays at the model's rate."""
     rate = sampling_rate(processor)
     if kind == "clap":  # the audio tower's projection, the space CLAP shares with text
-        output = model.get_audio_features(**processor(audio=windows, sampling_rate=rate,
-                                                      return_tensors="pt"))
-        return getattr(output, "pooler_output", output)  # transformers 5 returns an output object
-    output = model(**processor(windows, sampling_rate=rate, return_tensors="pt"))
+        inputs = processor(audio=windows, sampling_rate=rate, return_tensors="pt").to(model.device)
+        output = model.get_audio_features(**inputs)
+        return getattr(output, "pooler_output", output).cpu()  # transformers 5: an output object
+    output = model(**processor(windows, sampling_rate=rate, return_tensors="pt").to(model.device))
     if kind == "ast":
-        return output.pooler_output  # (windows, 768): the mean of AST's two summary tokens
-    return output.last_hidden_state.mean(dim=1)  # HuBERT: the mean over its 20 ms frames
+        return output.pooler_output.cpu()  # (windows, 768): the mean of AST's two summary tokens
+    return output.last_hidden_state.mean(dim=1).cpu()  # HuBERT: the mean over its 20 ms frames
 
 
 def clip_embeddings(kind, model, processor, paths, window_seconds):  #@save
@@ -249,11 +249,12 @@ def zero_shot(model, processor, audio_embeddings, class_names, template):  #@sav
     """Return CLAP's class probabilities per clip, (clips, classes): how close each clip's audio
     embedding is to the text embedding of one sentence per class."""
     prompts = [template.format(name) for name in class_names]
-    output = model.get_text_features(**processor(text=prompts, return_tensors="pt", padding=True))
+    inputs = processor(text=prompts, return_tensors="pt", padding=True).to(model.device)
+    output = model.get_text_features(**inputs)
     text = nn.functional.normalize(getattr(output, "pooler_output", output), dim=-1)  # (classes, dim)
-    audio = nn.functional.normalize(audio_embeddings, dim=-1)  # (clips, dim)
+    audio = nn.functional.normalize(audio_embeddings.to(model.device), dim=-1)  # (clips, dim)
     logits = model.logit_scale_a.exp() * audio @ text.T  # scaled cosine similarities
-    return logits.softmax(dim=1)
+    return logits.softmax(dim=1).cpu()
 
 
 def ast_log_mel(extractor, path, window_seconds=10.24):  #@save

@@ -93,7 +93,7 @@ def run_seed(manifest: pd.DataFrame, feature: FeatureConfig, approaches: list[st
         wanted = [a for a in approaches if a.startswith(f"{kind}-")]
         if not wanted:
             continue
-        model, processor, source = load_pretrained(kind, pretrained)
+        model, processor, source = load_pretrained(kind, pretrained, pick_device())
         embeddings, seconds = {}, {}
         for name in ("train", "val", "test") if "clap-zero-shot" in wanted else ("train", "test"):
             started = time.perf_counter()
