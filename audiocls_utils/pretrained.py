@@ -234,14 +234,14 @@ def embed_windows(kind, model, processor, windows):  #@save
 def clip_embeddings(kind, model, processor, paths, window_seconds):  #@save
     """Return one embedding per clip, (clips, dim): its windows' embeddings averaged."""
     rate = sampling_rate(processor)
-    rows = []
+    per_clip = []
     for path in paths:
         waveform = load_audio(path, rate)  # resampled to the model's rate, never misread
         size = min(int(window_seconds * rate), len(waveform))  # a short clip is one window
         windows = [waveform[start:start + size].numpy()
                    for start in window_starts(len(waveform), size, size)]  # the last ends at the end
-        rows.append(embed_windows(kind, model, processor, windows).mean(dim=0))
-    return torch.stack(rows)
+        per_clip.append(embed_windows(kind, model, processor, windows).mean(dim=0))
+    return torch.stack(per_clip)
 
 
 @torch.no_grad()
