@@ -1,11 +1,11 @@
 """Compare recipes on one dataset and split: test accuracy and macro-F1 over training seeds.
 
 The split is made once (--split-seed), so every recipe and seed sees the same clips; only the
-training seed changes between repeats. Prints a Markdown table for the README and writes
+training seed changes between repeats. Prints a Markdown table for docs/results.md and writes
 results.csv. Besides the run's own result (the epoch chosen on validation, scored on test), it
 scores the last epoch's weights on test: a figure with no epoch chosen, hence without the
-noise of that choice, for comparing two versions of the code (README "Results" says why).
-Example (the README's rows):
+noise of that choice, for comparing two versions of the code (docs/results.md says why).
+Example (docs/results.md's rows):
 
     python benchmarks/compare_recipes.py --data-dir data/synth --split group \\
         --recipes original-baseline baseline course --profile cpu --seeds 0 1 --out runs/compare-synth
