@@ -23,18 +23,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from common import SPEECH, add_dataset_arguments, split_dataset
 from torch import nn
 from torch.utils.data import DataLoader
 
 from audiocls_utils.baseline import classical_classifier, fit_and_score, learned_numbers, statistics_table
 from audiocls_utils.config import FeatureConfig, apply_profile, get_recipe
-from audiocls_utils.data import (
-    SegmentDataset,
-    build_manifest,
-    class_names,
-    limit_per_class,
-    make_splits,
-)
+from audiocls_utils.data import SegmentDataset, class_names, limit_per_class
 from audiocls_utils.engine.cache import FeatureCache
 from audiocls_utils.features import feature_stats
 from audiocls_utils.files import write_csv
@@ -49,8 +44,6 @@ from audiocls_utils.pretrained import (
 )
 from audiocls_utils.train import seed_everything
 
-# Speech at 8 kHz (FSDD), as in compare_recipes.py.
-SPEECH = FeatureConfig(sample_rate=8000, n_fft=512, hop_length=128, n_mels=64)
 APPROACHES = ("statistics-logistic", "statistics-svm", "resnet18-probe", "ast-probe",
               "clap-zero-shot", "clap-probe", "hubert-probe")
 WINDOW_SECONDS = {"ast": 10.24, "clap": 10.0, "hubert": 10.0}
@@ -171,10 +164,7 @@ def main() -> None:
     """Parse arguments, run every approach for every seed, print and save the results."""
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data-dir", required=True)
-    parser.add_argument("--label-pattern", default=None)
-    parser.add_argument("--split", default="group", choices=["random", "group", "filtered"])
-    parser.add_argument("--split-seed", type=int, default=42)
+    add_dataset_arguments(parser)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0],
                         help="each seed draws the per-class cap as compare_recipes.py does")
     parser.add_argument("--features", default="music", choices=["music", "speech"],
@@ -188,10 +178,7 @@ def main() -> None:
     args = parser.parse_args()
 
     feature = SPEECH if args.features == "speech" else FeatureConfig()
-    manifest, excluded = build_manifest(args.data_dir, args.label_pattern, progress=False)
-    manifest = make_splits(manifest, args.split, seed=args.split_seed)
-    print(f"{len(manifest)} clips ({len(excluded)} excluded); split {args.split} "
-          f"(seed {args.split_seed}): {manifest['split'].value_counts().to_dict()}")
+    manifest = split_dataset(args)
     results = []
     for seed in args.seeds:
         clips = limit_per_class(manifest, args.clips_per_class, seed=seed)
