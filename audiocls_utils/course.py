@@ -106,7 +106,7 @@ def resolve_profile(profile: str | None, device: torch.device | str) -> tuple[st
 
 
 def tracking_mode(profile: str) -> str:
-    """Return the SwanLab mode: disabled for smoke, else $SWANLAB_MODE, else local (no account)."""
+    """Return the SwanLab mode: disabled for smoke, else $SWANLAB_MODE, else offline (no account)."""
     return "disabled" if profile == "smoke" else resolve_mode(None)
 
 
@@ -235,7 +235,7 @@ class Course:
 
     @property
     def swanlog_dir(self) -> Path:
-        """Return SwanLab's folder: `swanlab watch` it to see and compare the runs."""
+        """Return SwanLab's folder: `swanlab sync` uploads its run-* folders (local mode: make dashboard)."""
         return self.workdir / "runs" / "swanlog"
 
     def _manifest_source(self) -> dict[str, Any]:

@@ -60,10 +60,10 @@ def test_profile_comes_from_argument_then_environment_then_device(
         resolve_profile("laptop", "cpu")
 
 
-def test_tracking_is_off_for_smoke_and_local_otherwise(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_tracking_is_off_for_smoke_and_offline_otherwise(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("SWANLAB_MODE", raising=False)
     assert tracking_mode("smoke") == "disabled"
-    assert tracking_mode("cpu") == "local"
+    assert tracking_mode("cpu") == "offline"
     monkeypatch.setenv("SWANLAB_MODE", "disabled")
     assert tracking_mode("full") == "disabled"
 
@@ -256,7 +256,7 @@ def test_setup_notebook_prints_versions_profile_and_dataset(
     out = capsys.readouterr().out
     assert f"torch {torch.__version__}" in out and "torchaudio" in out
     assert "Profile:  cpu" in out and f"Dataset:  dataset tones at {tone_dataset.resolve()}" in out
-    assert session.seed == 3 and session.tracking_mode == "local" and session.profile == "cpu"
+    assert session.seed == 3 and session.tracking_mode == "offline" and session.profile == "cpu"
     assert torch.initial_seed() == 3
 
 

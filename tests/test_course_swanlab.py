@@ -115,8 +115,10 @@ def test_one_swanlab_line_per_run_says_where_it_goes_or_why_not(tmp_path: Path) 
     local = _course(tmp_path, "cpu", "local").swanlab_line("baseline@cpu-notebook")
     folder = tmp_path / "runs" / "swanlog"
     assert local == (f"SwanLab run 'baseline@cpu-notebook' logged to {folder} (local mode; "
-                     f"view: swanlab watch {folder})")
+                     f"view: swanlab watch {folder}, deprecated upstream)")
     assert "in the smoke profile" in _course(tmp_path, "smoke", "disabled").swanlab_line("x")
     assert "SWANLAB_MODE=disabled" in _course(tmp_path, "cpu", "disabled").swanlab_line("x")
-    assert "swanlab sync" in _course(tmp_path, "cpu", "offline").swanlab_line("x")
+    assert _course(tmp_path, "cpu", "offline").swanlab_line("x") == (
+        f"SwanLab run 'x' logged to {folder} (offline mode; upload with swanlab sync {folder / 'run-*'} "
+        "to see it online)")
     assert "\n" not in local and local.count("swanlab watch") == 1

@@ -24,7 +24,7 @@ def test_mode_comes_from_argument_then_environment(monkeypatch: pytest.MonkeyPat
     assert resolve_mode(None) == "offline"
     assert resolve_mode("disabled") == "disabled"
     monkeypatch.delenv("SWANLAB_MODE")
-    assert resolve_mode(None) == "local"
+    assert resolve_mode(None) == "offline"  # SwanLab's maintained flow, no account needed
     with pytest.raises(AudioclsError, match="--tracking='bogus' is not a SwanLab mode"):
         resolve_mode("bogus")
     monkeypatch.setenv("SWANLAB_MODE", "garbage")
@@ -53,7 +53,7 @@ def test_local_mode_writes_a_run_with_no_account_and_no_banner(
     runs = list((tmp_path / "logs").glob("run-*"))
     assert len(runs) == 1 and (runs[0] / "files" / "config.yaml").exists()
     assert tracker.line() == (f"SwanLab run 't' logged to {tmp_path / 'logs'} (local mode; "
-                              f"view: swanlab watch {tmp_path / 'logs'})")
+                              f"view: swanlab watch {tmp_path / 'logs'}, deprecated upstream)")
 
 
 def _noise_dataset(root: Path) -> Path:
@@ -81,7 +81,7 @@ def test_a_local_training_run_logs_swanlabs_chart_and_the_mistakes_quietly(
     log_dir = tmp_path / "runs" / "swanlog"
     said = [line for line in capfd.readouterr().out.splitlines() if "swanlab" in line.lower()]
     assert said == [f"SwanLab run 'noise' logged to {log_dir} (local mode; "
-                    f"view: swanlab watch {log_dir})"]  # one line, no banner
+                    f"view: swanlab watch {log_dir}, deprecated upstream)"]  # one line, no banner
 
     [run] = log_dir.glob("run-*")
     test = result.metrics["test"]

@@ -428,7 +428,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--output-dir", required=True)
     train.add_argument("--device", default=None, help="cuda, mps or cpu (default: best available)")
     train.add_argument("--tracking", default=None,
-                       help="SwanLab mode: local (default), offline, online or disabled")
+                       help="SwanLab mode: offline (default: saved for `swanlab sync`), online, "
+                            "local (the older local dashboard) or disabled")
     train.add_argument("--resume", action="store_true",
                        help="continue from OUTPUT_DIR/checkpoints/last.pt (the same settings only)")
     train.add_argument("--overwrite", action="store_true",

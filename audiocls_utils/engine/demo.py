@@ -34,7 +34,7 @@ def run_demo(out: Path, profile: str = "cpu") -> dict:
          "prepare", "--data-dir", str(data), "--out", str(out / "manifest.csv"), "--split", "group")
     step(f"Train the baseline recipe ({profile} profile)",
          "train", "--data-dir", str(data), "--split", "group", "--recipe", "baseline",
-         "--profile", profile, "--output-dir", str(run))
+         "--profile", profile, "--output-dir", str(run), "--tracking", "local")  # for `make dashboard`
     step("Evaluate the saved model on the held-out test clips",
          "evaluate", "--model", str(run / "model.pt"), "--data-dir", str(data), "--split", "group")
     examples = [str(sorted((data / "genres" / genre).glob("*.wav"))[-1])
@@ -55,7 +55,8 @@ def main() -> None:
     print(f"\nTest accuracy {test['accuracy']:.3f}, macro-F1 {test['macro_f1']:.3f} on "
           f"{test['num_clips']} clips of artists never seen in training.")
     print(f"Outputs in {args.out}/ (model, metrics, history, confusion matrix); SwanLab runs in "
-          f"{args.out}/swanlog (view with `.venv/bin/swanlab watch {args.out}/swanlog`).")
+          f"{args.out}/swanlog, in SwanLab's local mode (view with `make dashboard`; the local "
+          "dashboard is deprecated upstream, `swanlab sync` of an offline run is the maintained path).")
     print(f"Demo took {time.perf_counter() - started:.0f} s.")
 
 

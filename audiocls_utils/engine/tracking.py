@@ -1,7 +1,9 @@
 """Track runs with SwanLab, without ever letting tracking stop training.
 
-Mode: the `mode` argument, else $SWANLAB_MODE, else `local` (no account; view the runs with
-`swanlab watch <log_dir>`). Tests use `disabled`. SwanLab's start and finish banners are kept out
+Mode: the `mode` argument, else $SWANLAB_MODE, else `offline`: SwanLab's maintained flow with no
+account, each run saved in <log_dir>/run-*, uploaded later with `swanlab sync` (a free account).
+`local` keeps SwanLab's older local dashboard (`swanlab watch`, deprecated upstream, still served
+by `make dashboard` while it works); `online` logs to the cloud with a key. Tests use `disabled`. SwanLab's start and finish banners are kept out
 of the output (`quiet_swanlab`): one line per run says where it is logged (`swanlab_line`).
 A run's test set is logged as SwanLab's own chart and media (`swanlab_test_media`, written
 in chapter 03).
@@ -30,14 +32,14 @@ MODES = ("disabled", "local", "offline", "online", "cloud")
 
 
 def resolve_mode(mode: str | None = None) -> str:
-    """Return the tracking mode from the argument, $SWANLAB_MODE, or `local`."""
+    """Return the tracking mode from the argument, $SWANLAB_MODE, or `offline`."""
     source = "--tracking" if mode else "SWANLAB_MODE"
-    given = mode or os.environ.get("SWANLAB_MODE") or "local"
+    given = mode or os.environ.get("SWANLAB_MODE") or "offline"
     chosen = given.strip().lower()
     if chosen not in MODES:
-        what = "unset it" if source == "SWANLAB_MODE" else "leave --tracking out for local"
-        raise AudioclsError(f"{source}={given!r} is not a SwanLab mode: choose local, offline, "
-                            f"online or disabled (or {what})")
+        what = "unset it" if source == "SWANLAB_MODE" else "leave --tracking out for offline"
+        raise AudioclsError(f"{source}={given!r} is not a SwanLab mode: choose offline, online, "
+                            f"local or disabled (or {what})")
     return "online" if chosen == "cloud" else chosen
 
 
@@ -48,8 +50,8 @@ def swanlab_line(name: str, mode: str, log_dir: str | Path, why_off: str) -> str
     """
     if mode == "disabled":
         return f"SwanLab run {name!r} not logged ({why_off})"
-    view = {"local": f"view: swanlab watch {log_dir}",
-            "offline": "upload it later with swanlab sync",
+    view = {"local": f"view: swanlab watch {log_dir}, deprecated upstream",
+            "offline": f"upload with swanlab sync {Path(log_dir) / 'run-*'} to see it online",
             "online": "view it on SwanLab's website"}.get(mode, "")
     return f"SwanLab run {name!r} logged to {log_dir} ({mode} mode; {view})"
 
