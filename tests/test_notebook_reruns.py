@@ -14,7 +14,8 @@ NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["03_baseline_resnet18", "05_baselines_and_pretrained"])
-def test_cells_run_again_and_run_all_twice_in_one_kernel(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cells_run_again_and_run_all_twice_in_one_kernel(name: str, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     from nbclient import NotebookClient
 
     for variable, value in {"AUDIOCLS_PROFILE": "smoke", "AUDIOCLS_DATA": "synthetic",
