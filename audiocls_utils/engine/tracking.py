@@ -4,9 +4,9 @@ Mode: the `mode` argument, else $SWANLAB_MODE, else `offline`: SwanLab's maintai
 account, each run saved in <log_dir>/run-*, uploaded later with `swanlab sync` (a free account).
 `local` keeps SwanLab's older local dashboard (`swanlab watch`, deprecated upstream, still served
 by `make dashboard` while it works); `online` logs to the cloud with a key. Tests use `disabled`.
-SwanLab's start and finish banners are kept out of the output (`quiet_swanlab`): one line per run says where it is logged (`swanlab_line`).
-A run's test set is logged as SwanLab's own chart and media (`swanlab_test_media`, written
-in chapter 03).
+SwanLab's start and finish banners are kept out of the output (`quiet_swanlab`): one line per
+run says where it is logged (`swanlab_line`). A run's test set is logged as SwanLab's own chart
+and media (`swanlab_test_media`, written in chapter 03).
 """
 
 from __future__ import annotations
