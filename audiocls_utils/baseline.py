@@ -1,7 +1,7 @@
 """The bar to beat: per-clip statistics of MFCCs and log-Mels, fed to a scikit-learn classifier.
 
-Chapter 05 writes `clip_statistics`, `statistics_table`, `classical_classifier` and
-`fit_and_score`; this is that code. The same classifier is the linear probe on pretrained
+Chapter 05 writes `clip_statistics`, `statistics_table`, `classical_classifier`, `fit_and_score`
+and `learned_numbers`; this is that code. The same classifier is the linear probe on pretrained
 embeddings (`audiocls_utils.pretrained`).
 """
 

@@ -370,7 +370,8 @@ def setup_notebook(profile: str | None = None, data: str | None = None, seed: in
     course = Course(chosen, device, seed, dataset, workdir(), tracking_mode(chosen))
     print(f"audiocls_utils {__version__} | torch {torch.__version__} | torchaudio "
           f"{torchaudio.__version__} | Python {platform.python_version()}")
-    threads = f", {torch.get_num_threads()} threads" if device.type == "cpu" else ""
+    count = torch.get_num_threads()
+    threads = f", {count} thread{'s' if count > 1 else ''}" if device.type == "cpu" else ""
     print(f"Device:   {device}{threads} ({device_why})")
     print(f"Profile:  {chosen}, {PROFILE_NOTES[chosen]} ({why})")
     print(f"Dataset:  {dataset.describe()}")

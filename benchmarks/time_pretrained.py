@@ -5,7 +5,8 @@ parameters, CLAP 154 M, DistilHuBERT 24 M) with random weights: the computation,
 is the same as with the real weights. It prints, per model, seconds per 10 s window for
 `embed_windows` (the processor included), and for AST one fine-tuning step of
 `PretrainedClassifier` (forward, backward, AdamW) per batch; then what those rates mean for GTZAN
-(1,000 clips of 30 s, 3 windows each; 800 training clips, one 10.24 s crop each per epoch).
+(1,000 clips of 30 s, 3 windows each; 700 training clips in the course's 70/10/20 split, one
+10.24 s crop each per epoch).
 
     python benchmarks/time_pretrained.py                 # the best device: CUDA, MPS, else CPU
     python benchmarks/time_pretrained.py --device cpu --windows 4
@@ -107,7 +108,7 @@ def main() -> None:
     for amp in amps:
         seconds = time_fine_tuning(device, args.steps, args.batch, amp)
         print(f"AST fine-tuning ({'bf16 autocast' if amp else 'float32'}): {seconds:.3f} s per step of "
-              f"{args.batch}; one epoch of GTZAN's 800 training clips: {800 / args.batch * seconds:.0f} s")
+              f"{args.batch}; one epoch of GTZAN's 700 training clips: {700 / args.batch * seconds:.0f} s")
 
 
 if __name__ == "__main__":
