@@ -296,6 +296,24 @@ def test_split_features_version_and_changed_files_are_compared(tmp_path: Path) -
         plan_run(tmp_path / "run", changed, manifest, True, False)
 
 
+@pytest.mark.parametrize("keep_mtime", [False, True])
+def test_a_finished_run_is_not_reused_once_its_clips_hold_new_content_at_the_same_size(
+        tmp_path: Path, keep_mtime: bool) -> None:
+    # Before: "finished: nothing to train" and the old test accuracy for regenerated clips.
+    record, manifest = _record_folder(tmp_path / "run")
+    assert plan_run(tmp_path / "run", record, manifest, False, False) is Plan.FINISHED
+    for path in manifest["path"]:
+        stat = os.stat(path)
+        write_wav(Path(path), tone(660.0, 0.2))  # new content, the same size
+        assert os.stat(path).st_size == stat.st_size
+        if keep_mtime:  # a copy that keeps times (cp -p, rsync -t): the bytes still tell
+            os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    again = run_record(apply_profile(get_recipe("baseline"), "smoke"), 0, "random", manifest)
+    with pytest.raises(AudioclsError, match=r"holds another run: other data \(the same clips, "
+                                            r"but files changed\).*pass --overwrite"):
+        plan_run(tmp_path / "run", again, manifest, False, False)
+
+
 # ----------------------------------------------------------------------------- the lock
 
 HOLD = textwrap.dedent("""
