@@ -56,6 +56,17 @@ def file_signature(path: str | Path) -> str:
     return f"{stat.st_size}:{stat.st_mtime_ns}:{digest}"
 
 
+def same_file(first: str | Path, second: str | Path) -> bool:
+    """Return True when two paths name one file: the same path once resolved, or one inode."""
+    first, second = Path(first).expanduser(), Path(second).expanduser()
+    if first.resolve() == second.resolve():
+        return True
+    try:
+        return os.path.samefile(first, second)  # a hard link, a bind mount
+    except OSError:  # one of them does not exist (yet)
+        return False
+
+
 def write_bytes(path: str | Path, data: bytes, fsync: bool = True) -> None:
     """Write `data` to `path` atomically (fsync, then rename over any old file).
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -208,3 +209,52 @@ def test_dashboard_reports_a_failed_swanlab_watch(tmp_path: Path, monkeypatch: p
     (tmp_path / "swanlog").mkdir()
     status, _, err = run(capsys, "dashboard", "--log-dir", str(tmp_path / "swanlog"))
     assert status == 2 and "swanlab watch stopped with status 1" in err
+
+
+# ----------------------------------------------------------------------------- outputs and inputs
+
+def _hard_link(target: Path, link: Path) -> Path:
+    """Make `link` a second name of the file `target`."""
+    os.link(target, link)
+    return link
+
+
+@pytest.mark.parametrize(("argv", "output", "source"), [
+    ("export --model model.pt --format onnx --out model.pt", "model.pt", "model.pt"),
+    ("export --model model.onnx --format onnx", "model.onnx", "model.onnx"),  # the default path
+    ("evaluate --model model.pt --data-dir tones --out model.pt", "model.pt", "model.pt"),
+    ("evaluate --model model.pt --data-dir tones --out sub/../model.pt", "sub/../model.pt",
+     "model.pt"),
+    ("evaluate --model model.pt --data-dir tones --out second-name.json", "second-name.json",
+     "model.pt"),
+    ("prepare --data-dir tones --labels labels.csv --out labels.csv", "labels.csv", "labels.csv"),
+    ("prepare --data-dir tones --out tones/groups.csv", "tones/groups.csv", "tones/groups.csv"),
+    ("train --manifest run/manifest.csv --output-dir run", "run/manifest.csv", "run/manifest.csv"),
+])
+def test_an_output_that_is_an_input_is_refused_naming_both(
+        tone_dataset: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        argv: str, output: str, source: str) -> None:
+    # Before: the trained model became JSON or ONNX; the labels or groups became a manifest.
+    monkeypatch.chdir(tone_dataset.parent)
+    (tone_dataset.parent / "sub").mkdir()
+    for name in ("model.pt", "model.onnx", "labels.csv", "tones/groups.csv"):
+        Path(name).write_text("path,label\nlow/low.00000.wav,low\n")
+    _hard_link(Path("model.pt"), Path("second-name.json"))
+    Path("run").mkdir()
+    Path("run/manifest.csv").write_text(f"path,label,split,duration\n{tone_dataset}/low/"
+                                        "low.00000.wav,low,train,1.0\n")
+    before = {p: p.read_bytes() for p in Path().rglob("*") if p.is_file()}
+    status, _, err = run(capsys, *argv.split())
+    assert status == 2 and err.count("\n") == 1, err
+    assert f"{output} is also an input (" in err and f" {source}): writing would destroy it" in err
+    assert {p: p.read_bytes() for p in Path().rglob("*") if p.is_file()} == before
+
+
+def test_prepare_refuses_to_write_over_a_clip(tone_dataset: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    clip = tone_dataset / "low" / "low.00000.wav"
+    before = clip.read_bytes()
+    status, _, err = run(capsys, "prepare", "--data-dir", str(tone_dataset), "--out", str(clip))
+    assert status == 2 and err.count("\n") == 1
+    assert f"--out {clip} is also an input (a clip of --data-dir {tone_dataset})" in err
+    assert clip.read_bytes() == before

@@ -65,6 +65,64 @@ def check_output(path: str | Path, option: str, example: str | None = None) -> N
                             "write to")
 
 
+def evaluation_path(args: argparse.Namespace) -> Path:
+    """Return the JSON `evaluate` writes: --out, else evaluation_<subset>.json beside the model."""
+    return Path(args.out or Path(args.model).with_name(f"evaluation_{args.subset}.json"))
+
+
+def written_files(args: argparse.Namespace) -> list[tuple[str, Path]]:
+    """Return the files the command writes, each with the option that chooses it."""
+    from .export import export_paths
+    from .run_folder import RUN_FILES
+
+    if args.command == "prepare":
+        return [("--out", Path(args.out))]
+    if args.command == "evaluate":
+        return [("--out", evaluation_path(args))]
+    if args.command == "export":
+        return [("--out", path) for path in export_paths(args.model, args.format, args.out)]
+    if args.command == "train":
+        return [("--output-dir", Path(args.output_dir) / name) for name in RUN_FILES]
+    return []
+
+
+def read_files(args: argparse.Namespace) -> list[tuple[str, Path]]:
+    """Return the files the command reads (model, manifest, labels, groups.csv), each named."""
+    from ..data import GROUPS_FILE, find_data_root
+
+    found = [(_flag(option), Path(getattr(args, option))) for option in ("model", "manifest", "labels")
+             if getattr(args, option, None)]
+    if getattr(args, "data_dir", None) and not getattr(args, "labels", None):
+        found.append(("groups file", find_data_root(args.data_dir) / GROUPS_FILE))
+    return found
+
+
+def _clip_of(path: Path, data_dir: str | None) -> bool:
+    """Return True when `path` is an audio file below the data folder: one of the clips read."""
+    from ..audio import is_audio_path
+    from ..data import find_data_root
+
+    if not (data_dir and path.is_file() and is_audio_path(path)):
+        return False
+    return path.resolve().is_relative_to(find_data_root(data_dir).resolve())
+
+
+def check_outputs_not_inputs(args: argparse.Namespace) -> None:
+    """Stop when a file the command would write is one it reads (the same path, or a link to it)."""
+    from ..files import same_file
+
+    sources = read_files(args)
+    for option, output in written_files(args):
+        for name, source in sources:
+            if same_file(output, source):
+                raise AudioclsError(f"{option} {output} is also an input ({name} {source}): "
+                                    "writing would destroy it; choose another output path")
+        if _clip_of(output, getattr(args, "data_dir", None)):
+            raise AudioclsError(f"{option} {output} is also an input (a clip of --data-dir "
+                                f"{args.data_dir}): writing would destroy it; choose another "
+                                "output path")
+
+
 def _check_data_tables(args: argparse.Namespace) -> None:
     """Check the CSV tables a command will read: --manifest, --labels, the data folder's groups."""
     from ..data import GROUPS_FILE, check_table, find_data_root
@@ -102,6 +160,7 @@ def validate_settings(args: argparse.Namespace) -> None:
         check_output(output, OUTPUTS[args.command], FILE_EXAMPLES.get(args.command))
     if getattr(args, "cache_dir", None):
         check_output(args.cache_dir, "cache_dir")
+    check_outputs_not_inputs(args)
     if args.command == "dashboard":
         if not 0 < args.port < 65536:
             raise AudioclsError(f"--port {args.port} is not a TCP port: choose 1024 to 65535")
@@ -273,7 +332,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
                                      predictor.class_names)
     print(format_report(metrics, predictor.class_names))
     print(format_confusion_matrix(metrics["confusion_matrix"], predictor.class_names))
-    out = Path(args.out or Path(args.model).with_name(f"evaluation_{args.subset}.json"))
+    out = evaluation_path(args)
     write_json(out, {"model": str(args.model), "split": args.split, "subset": args.subset,
                      "classes": predictor.class_names, **metrics})
     print(f"Wrote {out}")
