@@ -222,6 +222,42 @@ def test_overwrite_deletes_only_the_files_a_run_wrote(run: Path) -> None:
     assert left == ["checkpoints", "notes.txt"]
 
 
+def test_overwrite_removes_what_was_made_from_the_replaced_model(run: Path) -> None:
+    # Before: the old model.onnx, its JSON and evaluation_test.json stayed beside the new model.
+    sidecar = {"format": "onnx", "class_names": ["a"], "feature_config": {}, "num_frames": 1}
+    made = {"model.onnx": "onnx bytes", "model.onnx.json": json.dumps(sidecar),
+            "evaluation_test.json": json.dumps({"model": "runs/x/model.pt", "subset": "test",
+                                                "classes": ["a"]})}
+    mine = {"model.ts": "my own TorchScript, no sidecar", "evaluation_notes.json": '{"n": 1}',
+            "evaluation_val.json": json.dumps({"model": "other.pt", "subset": "val",
+                                               "classes": ["a"]})}
+    for name, text in {**made, **mine}.items():
+        (run / name).write_text(text)
+    clear_run(run)
+    assert not any((run / name).exists() for name in made)
+    assert all((run / name).read_text() == text for name, text in mine.items())
+
+
+def test_overwrite_keeps_a_manifest_no_run_wrote(tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    # Before: --overwrite replaced the user's own manifest.csv (their group split) by the run's.
+    record, manifest = _record_folder(tmp_path / "folder")
+    for name in ("run.json", *run_folder.FINISHED_FILES):
+        (tmp_path / "folder" / name).unlink()
+    mine = (tmp_path / "folder" / "manifest.csv").read_bytes()
+    with pytest.raises(AudioclsError, match="holds a manifest.csv that no run wrote .* renamed, "
+                                            "not deleted"):
+        plan_run(tmp_path / "folder", record, manifest, False, False)
+    assert plan_run(tmp_path / "folder", record, manifest, False, True) is Plan.FRESH
+    (tmp_path / "folder" / "manifest.kept.csv").write_text("kept by an earlier --overwrite")
+    capsys.readouterr()
+    clear_run(tmp_path / "folder")
+    kept = tmp_path / "folder" / "manifest.kept1.csv"
+    assert capsys.readouterr().out == (f"Kept {tmp_path / 'folder' / 'manifest.csv'} (no run.json "
+                                       f"says a run wrote it) as {kept}\n")
+    assert kept.read_bytes() == mine and not (tmp_path / "folder" / "manifest.csv").exists()
+
+
 def test_a_one_class_dataset_stops_before_training(tmp_path: Path,
                                                    capsys: pytest.CaptureFixture[str]) -> None:
     # Before: it trained and reported "accuracy 1.000".

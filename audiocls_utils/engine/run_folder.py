@@ -37,6 +37,8 @@ RUN_FORMAT = "audiocls-run/1"
 RUN_FILES = ("run.json", "manifest.csv", "recipe.json", "history.csv", "metrics.json", "model.pt",
              "confusion_matrix.png", "checkpoints/best.pt", "checkpoints/last.pt")
 FINISHED_FILES = ("metrics.json", "history.csv", "model.pt")
+# What `audiocls export` writes beside model.pt by default (each with a .json sidecar).
+EXPORT_FILES = ("model.onnx", "model.ts")
 
 
 class Plan(Enum):
@@ -174,6 +176,11 @@ def plan_run(folder: Path, record: dict[str, Any], manifest: pd.DataFrame, resum
     if old is None:
         if overwrite or not holds_run(folder):
             return Plan.FRESH
+        if [name for name in RUN_FILES if (folder / name).exists()] == ["manifest.csv"]:
+            raise AudioclsError(
+                f"{folder} holds a manifest.csv that no run wrote (no {RUN_FILE} beside it); "
+                "train into another --output-dir, or pass --overwrite to train there (your "
+                "manifest.csv is then renamed, not deleted)")
         raise AudioclsError(
             f"{folder} holds files of a run with no {RUN_FILE} (from an older audiocls or a "
             "notebook), which cannot be checked; train into another --output-dir, or pass "
@@ -196,10 +203,53 @@ def plan_run(folder: Path, record: dict[str, Any], manifest: pd.DataFrame, resum
     return Plan.RESUME
 
 
+def _read_json(path: Path) -> Any:
+    """Return the JSON in `path`, or None when it is missing or not JSON."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+
+
+def derived_files(folder: Path) -> list[Path]:
+    """Return what audiocls made from the folder's model.pt: default exports with their JSON,
+    and the evaluations that name it (files a user wrote are never among them)."""
+    found = []
+    for name in EXPORT_FILES:
+        sidecar = _read_json(folder / f"{name}.json")
+        if isinstance(sidecar, dict) and {"format", "class_names", "feature_config"} <= set(sidecar):
+            found += [p for p in (folder / name, folder / f"{name}.json") if p.is_file()]
+    for path in sorted(folder.glob("evaluation_*.json")):
+        record = _read_json(path)
+        if (isinstance(record, dict) and {"model", "subset", "classes"} <= set(record)
+                and Path(str(record["model"])).name == "model.pt"):
+            found.append(path)
+    return found
+
+
+def set_aside(path: Path) -> Path:
+    """Rename `path` to a free name beside it (manifest.csv -> manifest.kept.csv); return it."""
+    for number in range(1000):
+        target = path.with_name(f"{path.stem}.kept{number or ''}{path.suffix}")
+        if not target.exists():
+            os.rename(path, target)
+            return target
+    raise AudioclsError(f"{path}: too many kept copies beside it; move them away")
+
+
 def clear_run(folder: Path) -> None:
-    """Delete the files a run wrote in `folder` (and nothing else)."""
-    for name in RUN_FILES:
-        (folder / name).unlink(missing_ok=True)
+    """Delete the files a run wrote in `folder`, and what was made from its model (nothing else).
+
+    A manifest.csv with no run.json beside it may be the user's own: it is set aside, not deleted.
+    """
+    manifest = folder / "manifest.csv"
+    if manifest.is_file() and not (folder / RUN_FILE).exists():
+        print(f"Kept {manifest} (no run.json says a run wrote it) as {set_aside(manifest)}")
+    derived = derived_files(folder)
+    for path in [*(folder / name for name in RUN_FILES), *derived]:
+        path.unlink(missing_ok=True)
+    if derived:
+        print(f"Removed {', '.join(p.name for p in derived)}: made from the model being replaced")
 
 
 def remove_leftovers(folder: Path) -> None:
