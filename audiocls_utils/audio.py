@@ -29,6 +29,9 @@ from .errors import AudioclsError
 # Extensions worth trying to decode; libsndfile reads mp3 from version 1.1 on.
 AUDIO_EXTENSIONS = frozenset({".wav", ".w64", ".rf64", ".flac", ".ogg", ".oga", ".opus", ".au",
                               ".snd", ".aiff", ".aif", ".caf", ".mp3"})
+# Audio formats libsndfile cannot decode: such files are listed as excluded, not skipped unseen.
+UNSUPPORTED_EXTENSIONS = frozenset({".m4a", ".m4b", ".mp4", ".aac", ".alac", ".wma", ".ape",
+                                    ".amr", ".3gp", ".webm", ".mka", ".ac3", ".mid", ".midi"})
 # Frames decoded at a time: 12 s at 22,050 Hz; 6 MB of float32 for a 6-channel file.
 BLOCK_FRAMES = 1 << 18
 # A RIFF size field a streaming writer leaves as "unknown": the data runs to the end of the file.
@@ -50,6 +53,16 @@ def is_audio_path(path: str | Path) -> bool:
     """Return True for a visible file with an audio extension."""
     path = Path(path)
     return not path.name.startswith(".") and path.suffix.lower() in AUDIO_EXTENSIONS
+
+
+def unsupported_audio(path: str | Path) -> str | None:
+    """Return why a visible file in an audio format we cannot decode is left out, else None."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if path.name.startswith(".") or suffix not in UNSUPPORTED_EXTENSIONS:
+        return None
+    return (f"{suffix} is not a format this package decodes: convert it, e.g. "
+            f"`ffmpeg -i {path.name} {path.stem}.flac`")
 
 
 def _check_readable(path: Path) -> None:

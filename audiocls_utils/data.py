@@ -15,11 +15,11 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from .audio import AudioInfo, describe_audio, is_audio_path
+from .audio import AudioInfo, describe_audio, is_audio_path, unsupported_audio
 from .config import SPLIT_NAMES
 from .errors import AudioclsError
 from .features import crop_or_pad, window_starts
-from .files import write_csv
+from .files import file_sha256, write_csv
 from .gtzan import KNOWN_BAD_FILES, split_filtered
 
 MANIFEST_COLUMNS = ["path", "label", "group", "duration", "sample_rate", "channels", "split"]
@@ -59,13 +59,37 @@ def find_data_root(data_dir: str | Path) -> Path:
     return root
 
 
-def find_audio_files(root: Path) -> list[Path]:
-    """List audio files below `root`, sorted, skipping hidden files and folders (no symlink loops)."""
-    found = []
-    for folder, subfolders, files in os.walk(root, followlinks=False):
+def find_audio_files(root: Path) -> tuple[list[Path], list[Excluded]]:
+    """List audio files below `root`, sorted, and what is left out with why.
+
+    Hidden files and folders are skipped; linked folders are followed (once each: a link back
+    to a folder already listed is excluded, so no loop); a folder that cannot be listed (a path
+    too long, no permission) and a file in a format we cannot decode (.m4a) are excluded.
+    """
+    found: list[Path] = []
+    excluded: list[Excluded] = []
+    listed: dict[str, Path] = {}  # real path -> the folder it was listed as
+
+    def unlistable(error: OSError) -> None:
+        excluded.append(Excluded(printable(Path(error.filename or root)), "folder cannot be "
+                                 f"listed ({error.strerror}): move or rename it to read it"))
+
+    for folder, subfolders, files in os.walk(root, onerror=unlistable, followlinks=True):
+        real = os.path.realpath(folder)
+        if real in listed:
+            subfolders[:] = []
+            excluded.append(Excluded(printable(Path(folder)), "the same folder as "
+                                     f"{printable(listed[real])} (through a link): read once, there"))
+            continue
+        listed[real] = Path(folder)
         subfolders[:] = sorted(d for d in subfolders if not d.startswith("."))
-        found.extend(Path(folder) / name for name in sorted(files) if is_audio_path(name))
-    return found
+        for name in sorted(files):
+            path = Path(folder) / name
+            if is_audio_path(name):
+                found.append(path)
+            elif reason := unsupported_audio(name):
+                excluded.append(Excluded(printable(path), reason))
+    return found, excluded
 
 
 def _label_from_folder(root: Path) -> Callable[[Path], tuple[str, str] | None]:
@@ -102,6 +126,10 @@ def _label_from_pattern(pattern: str) -> Callable[[Path], tuple[str, str] | None
         match = regex.match(path.stem)
         if match is None:
             return None
+        if not (match["label"] or "").strip():
+            raise AudioclsError(f"--label-pattern {pattern!r} gives {printable(path)} an empty "
+                                "label: make (?P<label>...) match at least one character (e.g. "
+                                "[a-z]+, not [a-z]*)")
         return match["label"], match.groupdict().get("group") or ""
 
     return read
@@ -184,7 +212,9 @@ def build_manifest(
         read_label = _label_from_pattern(label_pattern) if label_pattern else _label_from_folder(root)
         groups = read_groups(root)
         candidates = []
-        for path in find_audio_files(root):
+        paths, left_out = find_audio_files(root)
+        excluded.extend(left_out)
+        for path in paths:
             labelled = read_label(path)
             if labelled is not None:  # else: not in a class folder, or not matching: not a clip
                 relative = path.relative_to(root).as_posix()
@@ -207,6 +237,9 @@ def build_manifest(
             "sample_rate": info.sample_rate,
             "channels": info.channels,
         })
+    copies = copies_across_classes(rows)
+    excluded.extend(copies)
+    rows = [row for row in rows if row["path"] not in {item.path for item in copies}]
     if not rows:
         raise AudioclsError(
             f"No usable audio clips in {root}. Expected `<class>/<file>.wav` folders"
@@ -214,9 +247,33 @@ def build_manifest(
             + (f"; {len(excluded)} file(s) were excluded" if excluded else "")
         )
     manifest = pd.DataFrame(rows).sort_values(["label", "path"], ignore_index=True)
-    if not allow_similar_labels:
-        check_label_typos(manifest)
+    check_labels(manifest, allow_similar_labels)
     return manifest, excluded
+
+
+def copies_across_classes(rows: list[dict]) -> list[Excluded]:
+    """Return the clips whose bytes are those of a clip of another class, each naming the other.
+
+    One recording cannot have two labels: both copies are left out. Only files of equal size
+    are hashed.
+    """
+    by_size: dict[int, list[dict]] = {}
+    for row in rows:
+        by_size.setdefault(os.stat(row["path"]).st_size, []).append(row)
+    by_hash: dict[str, list[dict]] = {}
+    for same_size in by_size.values():
+        if len({row["label"] for row in same_size}) > 1:
+            for row in same_size:
+                by_hash.setdefault(file_sha256(row["path"]), []).append(row)
+    copies = []
+    for same in by_hash.values():
+        for row in same:
+            others = [o for o in same if o["label"] != row["label"]]
+            if others:
+                copies.append(Excluded(row["path"], f"the same bytes as {others[0]['path']} "
+                                       f"(labelled {others[0]['label']!r}): one clip cannot have "
+                                       "two labels; delete the wrong copy"))
+    return copies
 
 
 def printable(path: Path) -> str:
@@ -275,6 +332,17 @@ def _read_labels_csv(root: Path, table_path: Path) -> tuple[list[tuple[Path, str
             continue
         rows.append((path, str(record.label), str(getattr(record, "group", "") or "")))
     return rows, missing
+
+
+def check_labels(manifest: pd.DataFrame, allow_similar_labels: bool = False) -> None:
+    """Raise on a clip without a label, or on labels that look like typos of one another
+    (`check_label_typos`) unless `allow_similar_labels`: prepare's checks, for any manifest."""
+    blank = manifest.loc[manifest["label"].fillna("").astype(str).str.strip() == "", "path"]
+    if len(blank):
+        raise AudioclsError(f"{blank.iloc[0]} has an empty label ({len(blank)} clip(s) have "
+                            "none): give every clip a label")
+    if not allow_similar_labels:
+        check_label_typos(manifest)
 
 
 def check_label_typos(manifest: pd.DataFrame) -> None:

@@ -30,6 +30,8 @@ CASES = {
     "loop_dir": "a folder link back to its parent",
     "bad_name": "a file name that is not UTF-8",
     "single": "a class folder with a single clip",
+    "voice.m4a": "an audio format the decoder cannot read",
+    "copy.wav": "the bytes of low.00001.wav again, in the class high",
 }
 
 
@@ -72,6 +74,8 @@ def write_fault_dataset(root: str | Path, clips_per_class: int = 6, sample_rate:
     os.symlink("..", high / "loop_dir")
     sf.write(low / "cafe.wav", _tone(1.0, sample_rate, 310, 5), sample_rate)
     os.rename(low / "cafe.wav", os.path.join(os.fsencode(low), b"caf\xe9.wav"))  # Latin-1: not UTF-8
+    (high / "voice.m4a").write_bytes(b"\x00\x00\x00\x20ftypM4A " + bytes(64))
+    (high / "copy.wav").write_bytes((low / "low.00001.wav").read_bytes())
     single = root / "single"
     single.mkdir(exist_ok=True)
     sf.write(single / "only.wav", _tone(1.0, sample_rate, 900, 6), sample_rate)

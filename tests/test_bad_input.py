@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import soundfile as sf
 from faults import write_fault_dataset
@@ -28,6 +30,10 @@ EXCLUDED = {
     "loop_a.wav": "symbolic links",
     "loop_b.wav": "symbolic links",
     "caf\\xe9.wav": "not valid UTF-8",
+    "voice.m4a": ".m4a is not a format this package decodes: convert it",
+    "copy.wav": "low.00001.wav (labelled 'low'): one clip cannot have two labels",
+    "low.00001.wav": "copy.wav (labelled 'high'): one clip cannot have two labels",
+    "loop_dir": "(through a link): read once, there",
 }
 
 
@@ -43,7 +49,7 @@ def test_prepare_names_every_bad_file_once_with_its_action(
     lines = capsys.readouterr().out.splitlines()
     excluded = [line for line in lines if line.startswith("Excluded ")]
     for name, words in EXCLUDED.items():
-        [line] = [line for line in excluded if f"/{name}:" in line]
+        [line] = [line for line in excluded if f"/{name}: " in line]
         assert words in line
     assert len(excluded) == len(EXCLUDED)
     assert any("long.wav: very long clip" in line and "kept" in line for line in lines)
@@ -78,10 +84,11 @@ def test_unreadable_file_says_permission_denied(tmp_path: Path,
 
 
 def _two_classes(root: Path) -> None:
-    for label in ("jazz", "rock"):
+    root.mkdir(parents=True, exist_ok=True)
+    for label, amplitude in (("jazz", 0.3), ("rock", 0.2)):  # no clip the same in both classes
         for index in range(6):
             sf.write(root / f"{label}{index}.wav", np.sin(np.arange(4000) * 0.1 * (index + 1))
-                     .astype(np.float32) * 0.3, 8000)
+                     .astype(np.float32) * amplitude, 8000)
 
 
 def test_labels_csv_reports_missing_files_and_keeps_the_rest(tmp_path: Path) -> None:
@@ -103,3 +110,48 @@ def test_label_typos_stop_with_what_to_fix(tmp_path: Path, typo: str) -> None:
     (tmp_path / "labels.csv").write_text("path,label\n" + "\n".join(rows) + "\n")
     with pytest.raises(AudioclsError, match=f"Label '{typo}' .*typo of 'jazz'"):
         build_manifest(tmp_path, labels_csv=tmp_path / "labels.csv", progress=False)
+
+
+def test_linked_class_folders_are_followed_once(tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    # Before: a class folder that is a link was skipped without a word ("6 clips in 1 classes").
+    _two_classes(tmp_path / "elsewhere")
+    root = tmp_path / "data"
+    (root / "jazz").mkdir(parents=True)
+    for index in range(3):
+        (tmp_path / "elsewhere" / f"jazz{index}.wav").rename(root / "jazz" / f"jazz{index}.wav")
+    os.symlink(tmp_path / "elsewhere", root / "rock")  # a class kept on another disk
+    os.symlink("jazz", root / "jazz_again")  # the same folder twice: read once
+    assert main(["prepare", "--data-dir", str(root), "--out", str(tmp_path / "m.csv")]) == 0
+    out = capsys.readouterr().out
+    assert f"Excluded {root / 'jazz_again'}: the same folder as {root / 'jazz'}" in out
+    assert "12 clips in 2 classes, 1 excluded" in out
+    manifest = pd.read_csv(tmp_path / "m.csv")
+    assert manifest["label"].value_counts().to_dict() == {"rock": 9, "jazz": 3}
+
+
+def test_a_folder_that_cannot_be_listed_is_excluded_with_the_reason(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Before: a class folder whose path is longer than the system allows vanished silently.
+    _two_classes(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    Path("deep").mkdir()
+    monkeypatch.chdir("deep")
+    for _ in range(18):  # 18 x 251 characters: past Linux's 4,096-byte path limit
+        os.mkdir("d" * 250)
+        os.chdir("d" * 250)
+    sf.write("far.wav", np.full(4000, 0.2, np.float32), 8000)
+    monkeypatch.chdir(tmp_path)
+    manifest, excluded = build_manifest(tmp_path, progress=False, label_pattern=r"(?P<label>[a-z]+)\d")
+    assert len(manifest) == 12
+    [item] = excluded
+    assert item.path.startswith(str(tmp_path / "deep" / ("d" * 250)))
+    assert "folder cannot be listed (File name too long): move or rename it" in item.reason
+
+
+def test_a_label_pattern_giving_an_empty_label_is_refused(tmp_path: Path) -> None:
+    # Before: every clip got the label "" and prepare said it worked.
+    _two_classes(tmp_path)
+    with pytest.raises(AudioclsError, match=r"gives .*jazz0.wav an empty label: make "
+                                            r"\(\?P<label>...\) match at least one character"):
+        build_manifest(tmp_path, progress=False, label_pattern=r"(?P<label>\d*)")

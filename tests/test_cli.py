@@ -258,3 +258,36 @@ def test_prepare_refuses_to_write_over_a_clip(tone_dataset: Path,
     assert status == 2 and err.count("\n") == 1
     assert f"--out {clip} is also an input (a clip of --data-dir {tone_dataset})" in err
     assert clip.read_bytes() == before
+
+
+@pytest.mark.parametrize(("extra", "ignored"), [
+    (("--data-dir", "tones"), "--data-dir would be ignored: drop it"),
+    (("--split", "group"), "--split would be ignored: drop it"),
+    (("--split", "random", "--label-pattern", "fsdd"), "--label-pattern and --split would be "
+                                                       "ignored: drop them"),
+])
+def test_train_refuses_options_that_manifest_overrides(
+        tone_dataset: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        extra: tuple[str, ...], ignored: str) -> None:
+    # Before: --data-dir and --split group were silently ignored beside --manifest.
+    monkeypatch.chdir(tone_dataset.parent)
+    assert run(capsys, "prepare", "--data-dir", "tones", "--out", "m.csv")[0] == 0
+    status, _, err = run(capsys, "train", "--manifest", "m.csv", "--output-dir", "run", *extra)
+    assert status == 2 and err.count("\n") == 1
+    assert f"--manifest m.csv already lists the clips, labels and splits, so {ignored}" in err
+    assert not Path("run").exists()
+
+
+def test_train_from_a_manifest_runs_the_label_checks_of_prepare(
+        tone_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # Before: a hand-edited manifest with `Low` beside `low` trained a model of one class more.
+    assert run(capsys, "prepare", "--data-dir", str(tone_dataset), "--out",
+               str(tmp_path / "m.csv"))[0] == 0
+    manifest = pd.read_csv(tmp_path / "m.csv")
+    manifest.loc[manifest.index[manifest["label"] == "low"][0], "label"] = "Low"
+    manifest.to_csv(tmp_path / "m.csv", index=False)
+    status, _, err = run(capsys, "train", "--manifest", str(tmp_path / "m.csv"), "--output-dir",
+                         str(tmp_path / "run"))
+    assert status == 2 and err.count("\n") == 1
+    assert "Label 'Low' (1 clip(s)) looks like a typo of 'low' (11 clips)" in err
+    assert not (tmp_path / "run").exists()

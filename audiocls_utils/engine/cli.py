@@ -138,6 +138,20 @@ def _check_data_tables(args: argparse.Namespace) -> None:
             check_table(groups, "Groups file", ("path", "group"), filled=("path",))
 
 
+def check_manifest_alone(args: argparse.Namespace) -> None:
+    """Stop when --manifest comes with options it overrides; then give --split its default."""
+    if getattr(args, "manifest", None):
+        ignored = [_flag(option) for option in ("data_dir", "labels", "label_pattern", "split")
+                   if getattr(args, option, None)]
+        if ignored:
+            raise AudioclsError(f"--manifest {args.manifest} already lists the clips, labels and "
+                                f"splits, so {' and '.join(ignored)} would be ignored: drop "
+                                f"{'them' if len(ignored) > 1 else 'it'}, or drop --manifest to "
+                                "build them from --data-dir")
+    if hasattr(args, "split") and args.split is None:
+        args.split = "random"
+
+
 def validate_settings(args: argparse.Namespace) -> None:
     """Check every setting of the command before any long work starts; raise on the first bad one."""
     from .tracking import resolve_mode
@@ -151,6 +165,7 @@ def validate_settings(args: argparse.Namespace) -> None:
         raise AudioclsError(f"--seed {args.seed} is negative: give a whole number 0 or above")
     if args.command == "train":
         resolve_mode(args.tracking)
+    check_manifest_alone(args)
     if getattr(args, "label_pattern", None):
         from ..data import compile_label_pattern
 
@@ -276,7 +291,7 @@ def cmd_prepare(args: argparse.Namespace) -> None:
 def cmd_train(args: argparse.Namespace) -> None:
     """Train a recipe and write metrics.json, model.pt and history.csv (DDP under torchrun)."""
     from ..config import apply_profile, get_recipe
-    from ..data import load_manifest, make_splits
+    from ..data import check_labels, load_manifest, make_splits
     from ..models import machine_profile, pick_device
     from .distributed import quiet_unless_main
     from .runner import run_experiment
@@ -287,6 +302,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         recipe = apply_profile(get_recipe(args.recipe), profile)
         if args.manifest:
             manifest = make_splits(load_manifest(args.manifest), "existing")
+            check_labels(manifest, args.allow_similar_labels)  # as prepare checks them
         else:
             manifest, _ = _manifest_with_splits(args)
         print(f"Profile {profile} ({why}); {len(manifest)} clips; output in {args.output_dir}")
@@ -420,8 +436,8 @@ def _add_data_arguments(parser: argparse.ArgumentParser, required: bool = True) 
                         help="read labels from file names: 'fsdd' or a regex with (?P<label>...)")
     parser.add_argument("--labels", default=None,
                         help="CSV with columns path,label[,group] (paths relative to --data-dir)")
-    parser.add_argument("--split", default="random", choices=["random", "group", "filtered"],
-                        help="random: per-class stratified (seed 42); group: no speaker/artist "
+    parser.add_argument("--split", default=None, choices=["random", "group", "filtered"],
+                        help="random (default): per-class stratified (seed 42); group: no speaker/artist "
                              "in two splits; filtered: GTZAN's artist-filtered split (Kereliuk "
                              "et al. 2015)")
     parser.add_argument("--seed", type=int, default=42)
