@@ -34,6 +34,8 @@ UNSUPPORTED_EXTENSIONS = frozenset({".m4a", ".m4b", ".mp4", ".aac", ".alac", ".w
                                     ".amr", ".3gp", ".webm", ".mka", ".ac3", ".mid", ".midi"})
 # Frames decoded at a time: 12 s at 22,050 Hz; 6 MB of float32 for a 6-channel file.
 BLOCK_FRAMES = 1 << 18
+# Sample rates below this are no recording's: a header that says 1 Hz is wrong.
+MIN_SAMPLE_RATE = 1000
 # A RIFF size field a streaming writer leaves as "unknown": the data runs to the end of the file.
 UNKNOWN_SIZE = 0xFFFFFFFF
 
@@ -47,6 +49,7 @@ class AudioInfo:
     channels: int
     num_samples: int
     peak: float  # largest absolute sample value; 0 means digital silence
+    mono_peak: float  # largest absolute value once the channels are averaged (stereo may cancel)
 
 
 def is_audio_path(path: str | Path) -> bool:
@@ -85,7 +88,7 @@ def _open(path: Path):  # noqa: ANN202 - soundfile.SoundFile
     _check_readable(path)
     try:
         with _quiet_stderr(path.suffix.lower() == ".mp3"):
-            return sf.SoundFile(os.fsencode(path))  # bytes: a name that is not UTF-8 opens too
+            file = sf.SoundFile(os.fsencode(path))  # bytes: a name that is not UTF-8 opens too
     except PermissionError:
         raise AudioclsError(f"{path}: permission denied. Make it readable (chmod +r) or move it "
                             "out of the data folder.") from None
@@ -94,6 +97,11 @@ def _open(path: Path):  # noqa: ANN202 - soundfile.SoundFile
             f"{path}: cannot decode audio ({_short(error)}). The file is corrupt, truncated or "
             "not audio: delete it or download it again."
         ) from None
+    if file.samplerate < MIN_SAMPLE_RATE:
+        file.close()
+        raise AudioclsError(f"{path}: sample rate {file.samplerate} Hz is no recording's (at "
+                            f"least {MIN_SAMPLE_RATE} Hz): its header is wrong; re-export it.")
+    return file
 
 
 def read_blocks(file: sf.SoundFile, path: Path, block_frames: int = BLOCK_FRAMES
@@ -167,15 +175,17 @@ class AudioStream:
         with _open(self.path) as file:
             source_rate, channels = int(file.samplerate), int(file.channels)
             resampler = StreamingResample(source_rate, self.sample_rate or source_rate)
-            num_samples, peak = 0, 0.0
+            num_samples, peak, mono_peak = 0, 0.0, 0.0
             for samples in read_blocks(file, self.path, self.block_frames):
                 num_samples += samples.shape[0]
                 peak = max(peak, float(samples.max()), -float(samples.min()))
                 # Downmix: average the channels (a mono file's one column needs no arithmetic).
                 mono = samples[:, 0] if channels == 1 else samples.mean(axis=1)
+                mono_peak = max(mono_peak, float(np.abs(mono).max()))
                 yield resampler(torch.from_numpy(np.ascontiguousarray(mono)))
             yield resampler.flush()
-        self.info = AudioInfo(num_samples / source_rate, source_rate, channels, num_samples, peak)
+        self.info = AudioInfo(num_samples / source_rate, source_rate, channels, num_samples, peak,
+                              mono_peak)
 
 
 def describe_audio(path: str | Path, block_frames: int = BLOCK_FRAMES) -> AudioInfo:
