@@ -36,6 +36,8 @@ UNSUPPORTED_EXTENSIONS = frozenset({".m4a", ".m4b", ".mp4", ".aac", ".alac", ".w
 BLOCK_FRAMES = 1 << 18
 # Sample rates below this are no recording's: a header that says 1 Hz is wrong.
 MIN_SAMPLE_RATE = 1000
+MIN_SECONDS = 0.1  # shorter clips hold too little sound to classify: excluded
+MAX_PEAK = 10.0  # samples beyond ±10 (20 dB over full scale) are no sound at a usable scale
 # A RIFF size field a streaming writer leaves as "unknown": the data runs to the end of the file.
 UNKNOWN_SIZE = 0xFFFFFFFF
 
@@ -198,6 +200,21 @@ def describe_audio(path: str | Path, block_frames: int = BLOCK_FRAMES) -> AudioI
         pass
     assert stream.info is not None
     return stream.info
+
+
+def content_problem(info: AudioInfo) -> str | None:
+    """Return why a clip that decodes cannot be used (silence, absurd values, too short), or None."""
+    if info.peak == 0.0:
+        return "digital silence (every sample is 0)"
+    if info.peak > MAX_PEAK:
+        return (f"samples reach {info.peak:.3g}, far outside audio's ±1: not sound at a usable "
+                "scale; re-export it as audio")
+    if info.mono_peak <= info.peak * 1e-4:  # -80 dB: what is left is rounding
+        return (f"its {info.channels} channels cancel out when mixed to mono (one is another "
+                "inverted): silence to the model; keep one channel")
+    if info.duration < MIN_SECONDS:
+        return f"too short ({info.duration:.3f} s < {MIN_SECONDS} s)"
+    return None
 
 
 def wav_missing_bytes(path: str | Path) -> int:

@@ -15,7 +15,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from .audio import AudioInfo, describe_audio, is_audio_path, unsupported_audio
+from .audio import AudioInfo, content_problem, describe_audio, is_audio_path, unsupported_audio
 from .config import SPLIT_NAMES
 from .errors import AudioclsError
 from .features import crop_or_pad, window_starts
@@ -30,8 +30,6 @@ LABEL_PATTERNS = {
 }
 
 GROUPS_FILE = "groups.csv"
-MIN_SECONDS = 0.1  # shorter clips hold too little sound to classify: excluded
-MAX_PEAK = 10.0  # samples beyond ±10 (20 dB over full scale) are no sound at a usable scale
 LONG_SECONDS = 600.0  # longer clips are kept, with a note: training sees random segments of them
 
 
@@ -303,21 +301,6 @@ def decode_problem(path: str | Path, error: AudioclsError) -> str:
     reason = str(error).removeprefix(f"{path}: ")
     known = KNOWN_BAD_FILES.get(path.name)
     return f"{reason.rstrip('.')}. It is {known}" if known else reason
-
-
-def content_problem(info: AudioInfo) -> str | None:
-    """Return why a clip that decodes cannot be used (silence, absurd values, too short), or None."""
-    if info.peak == 0.0:
-        return "digital silence (every sample is 0)"
-    if info.peak > MAX_PEAK:
-        return (f"samples reach {info.peak:.3g}, far outside audio's ±1: not sound at a usable "
-                "scale; re-export it as audio")
-    if info.mono_peak <= info.peak * 1e-4:  # -80 dB: what is left is rounding
-        return (f"its {info.channels} channels cancel out when mixed to mono (one is another "
-                "inverted): silence to the model; keep one channel")
-    if info.duration < MIN_SECONDS:
-        return f"too short ({info.duration:.3f} s < {MIN_SECONDS} s)"
-    return None
 
 
 def _read_labels_csv(root: Path, table_path: Path) -> tuple[list[tuple[Path, str, str]],

@@ -158,3 +158,32 @@ def test_a_label_pattern_giving_an_empty_label_is_refused(tmp_path: Path) -> Non
     with pytest.raises(AudioclsError, match=r"gives .*jazz0.wav an empty label: make "
                                             r"\(\?P<label>...\) match at least one character"):
         build_manifest(tmp_path, progress=False, label_pattern=r"(?P<label>\d*)")
+
+
+@pytest.mark.parametrize(("bad", "cache"), [("huge", "--no-cache"), ("huge", "--cache-dir"),
+                                            ("corrupt", "--no-cache")])
+def test_a_manifest_listing_a_bad_clip_stops_naming_it(
+        tone_dataset: Path, tmp_path: Path, capfd: pytest.CaptureFixture[str], bad: str,
+        cache: str) -> None:
+    # Before: "The training loss became nan: lower the learning rate", or with --no-cache and
+    # workers 25 lines of a DataLoader worker's traceback; the file never named.
+    assert main(["prepare", "--data-dir", str(tone_dataset), "--out", str(tmp_path / "m.csv")]) == 0
+    clip = tmp_path / f"{bad}.wav"
+    if bad == "huge":
+        sf.write(clip, np.full(22050, 8e36, np.float32), 22050, subtype="FLOAT")
+        reason = "samples reach 8e+36, far outside audio's ±1"
+    else:
+        clip.write_bytes(b"RIFF\x00\x10\x00\x00WAVE" + bytes(range(256)) * 16)
+        reason = "cannot decode audio"
+    with open(tmp_path / "m.csv", "a") as manifest:  # written by hand: prepare never saw it
+        manifest.write(f"{clip},low,,1.0,22050,1,train\n")
+    capfd.readouterr()
+    status = main(["train", "--manifest", str(tmp_path / "m.csv"), "--output-dir",
+                   str(tmp_path / "run"), "--profile", "smoke", "--tracking", "disabled",
+                   "--workers", "2", cache, *([str(tmp_path / "cache")] if cache != "--no-cache"
+                                              else [])])
+    err = capfd.readouterr().err
+    assert status == 2 and err.count("\n") == 1, err
+    assert f"{clip}: {reason}" in err
+    assert "leave it out of the manifest (`audiocls prepare` does)" in err
+    assert "learning rate" not in err and "weights" not in err
