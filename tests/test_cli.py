@@ -291,3 +291,33 @@ def test_train_from_a_manifest_runs_the_label_checks_of_prepare(
     assert status == 2 and err.count("\n") == 1
     assert "Label 'Low' (1 clip(s)) looks like a typo of 'low' (11 clips)" in err
     assert not (tmp_path / "run").exists()
+
+
+def test_evaluate_keeps_each_seeds_result_and_records_seed_and_overlap(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # Before: --seed 8 wrote over the evaluation of --seed 7, and neither recorded its seed.
+    import torch
+    from helpers import BUNDLE_CLASSES, tone, untrained_bundle, write_wav
+
+    for number, label in enumerate(BUNDLE_CLASSES):
+        for index in range(5):
+            write_wav(tmp_path / "data" / label / f"{label}{index}.wav",
+                      tone(300.0 * (number + 1) + 20 * index, 0.5))
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    torch.save(untrained_bundle(), run_dir / "model.pt")
+    common = ["evaluate", "--model", str(run_dir / "model.pt"), "--data-dir",
+              str(tmp_path / "data")]
+    assert run(capsys, *common, "--seed", "7")[0] == 0
+    first = run_dir / "evaluation_test_random-seed7.json"
+    saved = first.read_bytes()
+    pd.DataFrame({"path": [str(p.resolve()) for p in sorted((tmp_path / "data").rglob("*.wav"))],
+                  "split": "train"}).to_csv(run_dir / "manifest.csv", index=False)
+    assert run(capsys, *common, "--seed", "8")[0] == 0
+    second = json.loads((run_dir / "evaluation_test_random-seed8.json").read_text())
+    assert first.read_bytes() == saved
+    assert json.loads(saved)["seed"] == 7 and second["seed"] == 8
+    assert json.loads(saved)["clips_that_trained_the_model"] is None  # no manifest.csv to tell
+    assert second["clips_that_trained_the_model"] == second["num_clips"] == 3  # all trained it
+    assert sorted(p.name for p in run_dir.glob("evaluation_*")) == [
+        "evaluation_test_random-seed7.json", "evaluation_test_random-seed8.json"]

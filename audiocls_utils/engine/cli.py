@@ -66,8 +66,13 @@ def check_output(path: str | Path, option: str, example: str | None = None) -> N
 
 
 def evaluation_path(args: argparse.Namespace) -> Path:
-    """Return the JSON `evaluate` writes: --out, else evaluation_<subset>.json beside the model."""
-    return Path(args.out or Path(args.model).with_name(f"evaluation_{args.subset}.json"))
+    """Return the JSON `evaluate` writes: --out, else one beside the model named for the subset,
+    split and seed (evaluation_test_random-seed7.json), so no seed's evaluation replaces another's."""
+    if args.out:
+        return Path(args.out)
+    split = args.split or "random"
+    seeded = f"{split}-seed{args.seed}" if split in ("random", "group") else split
+    return Path(args.model).with_name(f"evaluation_{args.subset}_{seeded}.json")
 
 
 def written_files(args: argparse.Namespace) -> list[tuple[str, Path]]:
@@ -230,7 +235,7 @@ def cmd_download(args: argparse.Namespace) -> None:
     from ..course import course_root
     from ..data import find_data_root
     from ..gtzan import DATA_DIR, DEFAULT_SOURCE, SOURCES, find_gtzan, known_sha256
-    from .download import ARCHIVE_SUFFIXES, download, extract_archive
+    from .download import ARCHIVE_SUFFIXES, download, extract_archive, missing_members
 
     url = args.url or SOURCES[DEFAULT_SOURCE].url
     if args.sha256 and not re.fullmatch(r"[0-9a-fA-F]{64}", args.sha256):
@@ -245,6 +250,11 @@ def cmd_download(args: argparse.Namespace) -> None:
     dest = Path(args.dest) if args.dest else course_root() / DATA_DIR
     archive = download(url, dest / name, sha256=sha256, progress=_progress())
     if dest.is_dir() and find_data_root(dest) != dest:
+        missing = missing_members(archive, dest)
+        if missing:
+            raise AudioclsError(f"{find_data_root(dest)} lacks {len(missing)} of the files in "
+                                f"{archive} (e.g. {missing[0]}), so it is no complete copy "
+                                "of it; delete it (or choose another --dest) to extract again")
         print(f"{find_data_root(dest)} is already extracted; delete it to extract again")
     else:
         print(f"Extracting {archive} into {dest}")
@@ -341,7 +351,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     if rows.empty:
         raise AudioclsError(f"The {args.subset} split of --split {args.split} is empty (no "
                             f"{args.subset} set); choose another with --subset")
-    _warn_if_trained_on(rows, Path(args.model))
+    trained_on = _warn_if_trained_on(rows, Path(args.model))
     probabilities = predictor.probabilities(rows["path"].tolist())
     targets = [predictor.class_names.index(label) for label in rows["label"]]
     metrics = classification_metrics(targets, probabilities.argmax(1).tolist(),
@@ -349,24 +359,28 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     print(format_report(metrics, predictor.class_names))
     print(format_confusion_matrix(metrics["confusion_matrix"], predictor.class_names))
     out = evaluation_path(args)
-    write_json(out, {"model": str(args.model), "split": args.split, "subset": args.subset,
+    write_json(out, {"model": str(args.model), "data_dir": str(args.data_dir),
+                     "split": args.split, "seed": args.seed, "subset": args.subset,
+                     "clips_that_trained_the_model": trained_on,
                      "classes": predictor.class_names, **metrics})
     print(f"Wrote {out}")
 
 
-def _warn_if_trained_on(rows, model: Path) -> None:  # noqa: ANN001 - pandas type
-    """Warn when clips being scored trained the model (its run's manifest.csv says so)."""
+def _warn_if_trained_on(rows, model: Path) -> int | None:  # noqa: ANN001 - pandas type
+    """Warn when clips being scored trained the model (its run's manifest.csv says so); return
+    how many did (None: no manifest.csv beside the model to tell)."""
     import pandas as pd
 
     run_manifest = model.with_name("manifest.csv")
     if not run_manifest.exists():
-        return
+        return None
     trained = pd.read_csv(run_manifest, usecols=["path", "split"], dtype=str)
     seen = set(trained.loc[trained["split"] == "train", "path"])
     overlap = int(rows["path"].isin(seen).sum())
     if overlap:
         print(f"Warning: {overlap} of these {len(rows)} clips trained this model ({run_manifest} "
               "says so): evaluate with the --split and --seed it was trained with")
+    return overlap
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
