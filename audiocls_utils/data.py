@@ -63,32 +63,46 @@ def find_audio_files(root: Path) -> tuple[list[Path], list[Excluded]]:
 
     Hidden files and folders are skipped; linked folders are followed (once each: a link back
     to a folder already listed is excluded, so no loop); a folder that cannot be listed (a path
-    too long, no permission) and a file in a format we cannot decode (.m4a) are excluded.
+    too long, no permission) and a file in a format we cannot decode (.m4a) are excluded. The
+    walk keeps its own stack, so no depth of folders exhausts Python's recursion limit.
     """
     found: list[Path] = []
     excluded: list[Excluded] = []
     listed: dict[str, Path] = {}  # real path -> the folder it was listed as
-
-    def unlistable(error: OSError) -> None:
-        excluded.append(Excluded(printable(Path(error.filename or root)), "folder cannot be "
-                                 f"listed ({error.strerror}): move or rename it to read it"))
-
-    for folder, subfolders, files in os.walk(root, onerror=unlistable, followlinks=True):
+    stack = [Path(root)]
+    while stack:
+        folder = stack.pop()
         real = os.path.realpath(folder)
         if real in listed:
-            subfolders[:] = []
-            excluded.append(Excluded(printable(Path(folder)), "the same folder as "
+            excluded.append(Excluded(printable(folder), f"the same folder as "
                                      f"{printable(listed[real])} (through a link): read once, there"))
             continue
-        listed[real] = Path(folder)
-        subfolders[:] = sorted(d for d in subfolders if not d.startswith("."))
-        for name in sorted(files):
-            path = Path(folder) / name
-            if is_audio_path(name):
-                found.append(path)
-            elif reason := unsupported_audio(name):
-                excluded.append(Excluded(printable(path), reason))
+        listed[real] = folder
+        try:
+            with os.scandir(folder) as scan:
+                entries = sorted(scan, key=lambda entry: entry.name)
+        except OSError as error:
+            excluded.append(Excluded(printable(folder), "folder cannot be listed "
+                                     f"({error.strerror}): move or rename it to read it"))
+            continue
+        for entry in entries:
+            if _is_folder(entry):
+                continue
+            if is_audio_path(entry.name):
+                found.append(folder / entry.name)
+            elif reason := unsupported_audio(entry.name):
+                excluded.append(Excluded(printable(folder / entry.name), reason))
+        stack.extend(reversed([folder / entry.name for entry in entries
+                               if _is_folder(entry) and not entry.name.startswith(".")]))
     return found, excluded
+
+
+def _is_folder(entry: os.DirEntry) -> bool:
+    """Return True for a folder or a link to one; False for anything else, a link loop too."""
+    try:
+        return entry.is_dir()
+    except OSError:  # ELOOP: the decoder names the loop when it tries the file
+        return False
 
 
 def _label_from_folder(root: Path) -> Callable[[Path], tuple[str, str] | None]:

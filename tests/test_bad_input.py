@@ -13,7 +13,7 @@ import soundfile as sf
 from faults import write_fault_dataset
 
 from audiocls_utils import audio
-from audiocls_utils.data import build_manifest
+from audiocls_utils.data import build_manifest, find_audio_files
 from audiocls_utils.engine.cli import main
 from audiocls_utils.errors import AudioclsError
 
@@ -187,3 +187,15 @@ def test_a_manifest_listing_a_bad_clip_stops_naming_it(
     assert f"{clip}: {reason}" in err
     assert "leave it out of the manifest (`audiocls prepare` does)" in err
     assert "learning rate" not in err and "weights" not in err
+
+
+def test_folders_nested_deeper_than_the_recursion_limit_are_read(tmp_path: Path) -> None:
+    # Before: a tar nested 2,000 levels deep, extracted, made prepare fail with RecursionError.
+    deep = tmp_path / "rock"
+    deep.mkdir()
+    for _ in range(1500):  # one at a time: Path.mkdir(parents=True) recurses too
+        deep = deep / "d"
+        deep.mkdir()
+    (deep / "bottom.wav").write_bytes(b"RIFF")
+    found, excluded = find_audio_files(tmp_path)
+    assert found == [deep / "bottom.wav"] and excluded == []
