@@ -321,3 +321,53 @@ def test_evaluate_keeps_each_seeds_result_and_records_seed_and_overlap(
     assert second["clips_that_trained_the_model"] == second["num_clips"] == 3  # all trained it
     assert sorted(p.name for p in run_dir.glob("evaluation_*")) == [
         "evaluation_test_random-seed7.json", "evaluation_test_random-seed8.json"]
+
+
+def test_workers_beyond_the_cores_are_capped_with_a_note(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    # Before: --workers 500 on 2 cores made no progress for minutes.
+    from audiocls_utils.engine import cli
+
+    monkeypatch.setattr(cli.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    args = cli.build_parser().parse_args(["train", "--data-dir", str(tmp_path), "--output-dir",
+                                          str(tmp_path / "run"), "--workers", "500"])
+    cli.cap_workers(args)
+    assert args.workers == 2
+    assert capsys.readouterr().out == ("Note: --workers 500 is more than the 2 CPU core(s) here; "
+                                       "using 2\n")
+    args.workers = 1
+    cli.cap_workers(args)
+    assert args.workers == 1 and capsys.readouterr().out == ""
+
+
+@pytest.mark.parametrize(("argv", "expected"), [
+    (["train", "--seed", str(2**32)], "--seed 4294967296 is too large for NumPy's generator: "
+                                      "give a whole number from 0 to 4294967295"),
+    (["synth", "--seconds", "1e12"], "seconds must be at most 600 (10 min per clip"),
+])
+def test_values_beyond_what_can_run_are_one_line(
+        tone_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str],
+        expected: str) -> None:
+    # Before: a ValueError traceback from np.random.seed; an attempt to allocate 47 TiB.
+    where = (["--data-dir", str(tone_dataset), "--output-dir", str(tmp_path / "run")]
+             if argv[0] == "train" else ["--out", str(tmp_path / "synth")])
+    status, _, err = run(capsys, argv[0], *where, *argv[1:])
+    assert status == 2 and err.count("\n") == 1 and expected in err, err
+    assert not (tmp_path / "run").exists() and not (tmp_path / "synth" / "genres").exists()
+
+
+def test_a_label_the_terminal_cannot_show_is_escaped_not_a_traceback(tmp_path: Path) -> None:
+    # Before: PYTHONIOENCODING=ascii and a class folder named "café": UnicodeEncodeError.
+    from helpers import REPO, tone, write_wav
+
+    for label, frequency in (("café", 300.0), ("rock", 900.0)):
+        for index in range(4):
+            write_wav(tmp_path / "data" / label / f"{index}.wav", tone(frequency + index, 0.3))
+    result = subprocess.run([sys.executable, "-m", "audiocls_utils", "prepare", "--data-dir",
+                             str(tmp_path / "data"), "--out", str(tmp_path / "m.csv")],
+                            capture_output=True, text=True, encoding="ascii", errors="strict",
+                            env={**os.environ, "PYTHONIOENCODING": "ascii",
+                                 "PYTHONPATH": str(REPO)})
+    assert result.returncode == 0, result.stderr
+    assert "caf\\xe9" in result.stdout and "8 clips in 2 classes" in result.stdout
+    assert "café" in (tmp_path / "m.csv").read_text(encoding="utf-8")  # the manifest keeps it

@@ -37,6 +37,26 @@ def _flag(option: str) -> str:
     return "--" + option.replace("_", "-")
 
 
+MAX_SEED = 2**32 - 1  # the largest seed np.random.seed takes
+
+
+def available_cores() -> int:
+    """Return the CPU cores this process may run on (its affinity, else the machine's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def cap_workers(args: argparse.Namespace) -> None:
+    """Lower --workers to the cores this process may use, saying so: more only wait their turn."""
+    cores = available_cores()
+    if getattr(args, "workers", None) is not None and args.workers > cores:
+        print(f"Note: --workers {args.workers} is more than the {cores} CPU core(s) here; using "
+              f"{cores}")
+        args.workers = cores
+
+
 def validate_device(text: str) -> str:
     """Return the device `text` names (e.g. `cuda:0`) if this machine has it; else raise."""
     from ..models import check_device
@@ -168,6 +188,10 @@ def validate_settings(args: argparse.Namespace) -> None:
                             "process) or more worker processes, or leave it out")
     if getattr(args, "seed", None) is not None and args.seed < 0:
         raise AudioclsError(f"--seed {args.seed} is negative: give a whole number 0 or above")
+    if getattr(args, "seed", None) is not None and args.seed > MAX_SEED:
+        raise AudioclsError(f"--seed {args.seed} is too large for NumPy's generator: give a "
+                            f"whole number from 0 to {MAX_SEED}")
+    cap_workers(args)
     if args.command == "train":
         resolve_mode(args.tracking)
     check_manifest_alone(args)
@@ -585,6 +609,9 @@ def one_line_warnings(command: str) -> Iterator[None]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; user mistakes and disk faults print one line and exit with status 2."""
+    for stream in (sys.stdout, sys.stderr):  # a label in a terminal that cannot show it: escaped
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     args = build_parser().parse_args(argv)
     if args.command == "train" and not (args.data_dir or args.manifest):
         print("audiocls train: error: give --data-dir or --manifest", file=sys.stderr)
