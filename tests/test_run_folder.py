@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -200,6 +201,25 @@ def test_a_damaged_run_record_is_named(run: Path, finished: tuple[Path, Path],
     (run / "run.json").write_text('{"format": "audiocls-run/1", "see')
     status, _, err = _train(capsys, finished[0], run, "--resume")
     assert status == 2 and err.count("\n") == 1 and f"{run / 'run.json'} is damaged" in err
+
+
+@pytest.mark.parametrize(("change", "problem"), [
+    ({"recipe": "baseline"}, 'recipe is "baseline", not an object'),
+    ({"data": None}, "data is null, not an object"),
+    ({"finished": "no"}, 'finished is "no", not true or false'),
+    ({"recipe": {"epochs": "many", "feature": {}}}, 'recipe.epochs is "many", not a whole number'),
+])
+def test_a_run_record_holding_impossible_values_is_named(tmp_path: Path, change: dict,
+                                                         problem: str) -> None:
+    # Before: an AttributeError or ValueError traceback (and "finished": "no" counted as finished).
+    record, manifest = _record_folder(tmp_path / "run")
+    (tmp_path / "run" / "run.json").write_text(json.dumps({**record, **change}))
+    before = _files(tmp_path / "run")
+    for resume in (False, True):
+        with pytest.raises(AudioclsError, match=re.escape(f"run.json is damaged ({problem}); "
+                                                          "delete the folder")):
+            plan_run(tmp_path / "run", record, manifest, resume, False)
+    assert _files(tmp_path / "run") == before
 
 
 def test_an_output_dir_that_is_a_file_is_refused(finished: tuple[Path, Path], tmp_path: Path,

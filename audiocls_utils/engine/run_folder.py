@@ -89,7 +89,28 @@ def read_record(folder: Path) -> dict[str, Any] | None:
     if not isinstance(record, dict) or record.get("format") != RUN_FORMAT:
         raise AudioclsError(f"{path} is not an audiocls run record ({RUN_FORMAT}); delete the "
                             f"folder {folder} or train into another --output-dir")
+    problem = record_problem(record)
+    if problem:
+        raise AudioclsError(f"{path} is damaged ({problem}); delete the folder {folder} or train "
+                            "into another --output-dir")
     return record
+
+
+def record_problem(record: dict[str, Any]) -> str | None:
+    """Return the first value of a run record that is not of the kind a run writes, or None."""
+    recipe, data = record.get("recipe"), record.get("data")
+    expected = [("recipe", recipe, dict), ("data", data, dict), ("seed", record.get("seed"), int),
+                ("finished", record.get("finished"), bool)]
+    if isinstance(recipe, dict):
+        expected += [("recipe.epochs", recipe.get("epochs"), int),
+                     ("recipe.feature", recipe.get("feature"), dict)]
+    if isinstance(data, dict):
+        expected.append(("data.fingerprint", data.get("fingerprint"), str))
+    kinds = {dict: "an object", int: "a whole number", str: "a string", bool: "true or false"}
+    for name, value, kind in expected:
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            return f"{name} is {json.dumps(value)[:40]}, not {kinds[kind]}"
+    return None
 
 
 def _changed(name: str, old: Any, new: Any) -> str:
