@@ -186,6 +186,9 @@ def test_top_k_above_the_class_count_shows_every_class(tmp_path: Path, model_fil
     ("weights of another model", "weights do not fit a resnet18"),
     ("recipe not a table", "recipe is not a table of settings"),
     ("hop of 0", "feature settings, image size or batch size are not positive"),
+    ("segment length not a number", "segment length, window hop (a fraction in (0, 1]) or f_min "
+                                    "is not a number"),
+    ("f_min above f_max", "Mel band, f_min 20000.0 to f_max 11025.0 Hz, is no band"),
 ])
 def test_a_tampered_model_file_is_refused_in_one_line(
     tmp_path: Path, bundle: dict[str, Any], change: str, says: str,
