@@ -144,7 +144,7 @@ RECIPES["baseline"] = replace(
 RECIPES["advanced"] = replace(
     RECIPES["original-advanced"], name="advanced", feature=FeatureConfig(), normalize=True
 )
-# The course's own recipe (README "Results" has its measurements): random 5 s crops of each clip
+# The course's own recipe (docs/results.md has its measurements): random 5 s crops of each clip
 # (every window votes at test time), AdamW with warmup and a cosine decay, label smoothing,
 # mixup, SpecAugment masks and random gain. ResNet18 keeps it cheap enough for one GPU hour.
 RECIPES["course"] = Recipe(

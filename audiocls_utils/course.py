@@ -2,6 +2,7 @@
 
 Every notebook starts with `course = setup_notebook(...)`. What it reads (all optional):
 
+- AUDIOCLS_DEVICE: cpu | cuda | cuda:N | mps (default: CUDA, then Apple's MPS, then the CPU)
 - AUDIOCLS_PROFILE: smoke | cpu | gpu16 | full (default: the one that fits the machine's GPU
   memory, `models.machine_profile`; cpu without a CUDA GPU)
 - AUDIOCLS_DATA: a dataset folder (GTZAN's `genres/` and Kaggle's `Data/genres_original/` are
@@ -54,12 +55,12 @@ from .engine.tracking import (  # noqa: F401 - the chapters import the SwanLab h
 from .errors import AudioclsError
 from .files import save_torch, write_csv, write_json
 from .gtzan import GENRES, find_gtzan  # GENRES: GTZAN's ten genres, which the built-in set copies
-from .models import machine_profile, pick_device
+from .models import check_device, machine_profile, pick_device
 from .predict import model_bundle
 from .train import seed_everything
 
-PROFILE_ENV, DATA_ENV, WORKDIR_ENV, WIDGETS_ENV = (
-    "AUDIOCLS_PROFILE", "AUDIOCLS_DATA", "AUDIOCLS_WORKDIR", "AUDIOCLS_WIDGETS")
+PROFILE_ENV, DATA_ENV, WORKDIR_ENV, WIDGETS_ENV, DEVICE_ENV = (
+    "AUDIOCLS_PROFILE", "AUDIOCLS_DATA", "AUDIOCLS_WORKDIR", "AUDIOCLS_WIDGETS", "AUDIOCLS_DEVICE")
 SYNTHETIC = ("synthetic", "builtin", "built-in")  # AUDIOCLS_DATA values that ask for the built-in set
 
 # Size of the built-in set per profile: (clips per genre, seconds per clip). `full` is GTZAN's size.
@@ -316,14 +317,20 @@ class Course:
                        tracking_mode=self.tracking_mode, progress=False, overwrite=True)
         return read_run(folder)
 
+    def finished_run(self, recipe: Recipe, manifest: pd.DataFrame | None = None) -> Run | None:
+        """Return the run of `recipe` an earlier notebook left, if it used this data and seed."""
+        manifest = self.manifest() if manifest is None else manifest
+        folder = self.run_dir(recipe)
+        return read_run(folder) if same_run_inputs(folder, manifest, recipe, self.seed) else None
+
     def reuse_or_train(self, recipe: Recipe, manifest: pd.DataFrame | None = None) -> Run:
         """Return the run of `recipe` left by an earlier notebook if it used this data, else train it."""
         manifest = self.manifest() if manifest is None else manifest
-        folder = self.run_dir(recipe)
-        if same_run_inputs(folder, manifest, recipe, self.seed):
-            print(f"Reusing the finished run in {folder} (same recipe, split and seed)")
-            return read_run(folder)
-        print(f"No matching run in {folder}: training {recipe.name} now")
+        run = self.finished_run(recipe, manifest)
+        if run is not None:
+            print(f"Reusing the finished run in {run.output_dir} (same recipe, split and seed)")
+            return run
+        print(f"No matching run in {self.run_dir(recipe)}: training {recipe.name} now")
         return self.train(recipe, manifest)
 
     def swanlab_line(self, name: str) -> str:
@@ -343,8 +350,17 @@ def _use_inline_figures() -> None:
         shell.run_line_magic("matplotlib", "inline")
 
 
+def resolve_device(device: str | None) -> tuple[torch.device, str]:
+    """Return the device and why: the argument, else $AUDIOCLS_DEVICE, else the best available."""
+    if device:
+        return check_device(device, "DEVICE"), "set in the parameters cell"
+    if os.environ.get(DEVICE_ENV):
+        return check_device(os.environ[DEVICE_ENV], DEVICE_ENV), f"set by {DEVICE_ENV}"
+    return pick_device(), "the best this machine has: CUDA, then Apple's MPS, then the CPU"
+
+
 def setup_notebook(profile: str | None = None, data: str | None = None, seed: int = 42,
-                   progress: bool | None = None) -> Course:
+                   device: str | None = None, progress: bool | None = None) -> Course:
     """Pick device and profile, seed everything, find the dataset, and print what is used.
 
     Progress bars (generating the built-in set) show only where widgets render (see widgets_enabled).
@@ -355,15 +371,15 @@ def setup_notebook(profile: str | None = None, data: str | None = None, seed: in
 
     _use_inline_figures()
     plt.rcParams.update({"figure.dpi": 100, "axes.titlesize": 11})
-    device = pick_device()
+    device, device_why = resolve_device(device)
     chosen, why = resolve_profile(profile, device)
     seed_everything(seed)
     dataset = find_dataset(data, chosen, progress=widgets_enabled() if progress is None else progress)
     course = Course(chosen, device, seed, dataset, workdir(), tracking_mode(chosen))
     print(f"audiocls_utils {__version__} | torch {torch.__version__} | torchaudio "
           f"{torchaudio.__version__} | Python {platform.python_version()}")
-    threads = f" ({torch.get_num_threads()} threads)" if device.type == "cpu" else ""
-    print(f"Device:   {device}{threads}")
+    threads = f", {torch.get_num_threads()} threads" if device.type == "cpu" else ""
+    print(f"Device:   {device}{threads} ({device_why})")
     print(f"Profile:  {chosen}, {PROFILE_NOTES[chosen]} ({why})")
     print(f"Dataset:  {dataset.describe()}")
     print(f"Outputs:  {course.workdir}")

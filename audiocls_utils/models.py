@@ -81,8 +81,8 @@ def weights_file(model_name: str) -> tuple[str, Path]:
     return weights.url, Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(weights.url)
 
 
-def _online(url: str, timeout: float = 3.0) -> bool:
-    """Return True if the weights server answers within `timeout` seconds."""
+def reachable(url: str, timeout: float = 3.0) -> bool:
+    """Return True if `url` answers within `timeout` seconds (never with AUDIOCLS_OFFLINE set)."""
     if os.environ.get("AUDIOCLS_OFFLINE", "") not in ("", "0"):
         return False
     try:
@@ -103,7 +103,7 @@ def imagenet_weights_available(model_name: str, pretrained: str | bool = "auto")
         weights_file(model_name)  # still names an unknown model
         return False
     url, cached = weights_file(model_name)
-    if cached.exists() or _online(url):
+    if cached.exists() or reachable(url):
         return True
     advice = (f"ImageNet weights for {model_name} are not cached at {cached} and {url} cannot be "
               "reached")

@@ -1,11 +1,11 @@
 """Compare recipes on one dataset and split: test accuracy and macro-F1 over training seeds.
 
 The split is made once (--split-seed), so every recipe and seed sees the same clips; only the
-training seed changes between repeats. Prints a Markdown table for the README and writes
+training seed changes between repeats. Prints a Markdown table for docs/results.md and writes
 results.csv. Besides the run's own result (the epoch chosen on validation, scored on test), it
 scores the last epoch's weights on test: a figure with no epoch chosen, hence without the
-noise of that choice, for comparing two versions of the code (README "Results" says why).
-Example (the README's rows):
+noise of that choice, for comparing two versions of the code (docs/results.md says why).
+Example (docs/results.md's rows):
 
     python benchmarks/compare_recipes.py --data-dir data/synth --split group \\
         --recipes original-baseline baseline course --profile cpu --seeds 0 1 --out runs/compare-synth
@@ -20,9 +20,10 @@ from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
+from common import SPEECH, add_dataset_arguments, split_dataset
 
-from audiocls_utils.config import FeatureConfig, Recipe, apply_profile, get_recipe
-from audiocls_utils.data import build_manifest, class_names, load_manifest, make_splits
+from audiocls_utils.config import Recipe, apply_profile, get_recipe
+from audiocls_utils.data import class_names, load_manifest
 from audiocls_utils.engine.cache import FeatureCache
 from audiocls_utils.engine.runner import (
     TrainResult,
@@ -32,9 +33,6 @@ from audiocls_utils.engine.runner import (
 )
 from audiocls_utils.files import load_torch, write_csv
 from audiocls_utils.models import create_model, pick_device
-
-# Speech at 8 kHz (FSDD): a 64 ms window and a 16 ms hop suit words better than music settings.
-SPEECH = FeatureConfig(sample_rate=8000, n_fft=512, hop_length=128, n_mels=64)
 
 
 def adapt(recipe: Recipe, features: str, clips_per_class: int | None) -> Recipe:
@@ -92,10 +90,7 @@ def main() -> None:
     """Parse arguments, train every recipe with every seed, print and save the results."""
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data-dir", required=True)
-    parser.add_argument("--label-pattern", default=None)
-    parser.add_argument("--split", default="group", choices=["random", "group", "filtered"])
-    parser.add_argument("--split-seed", type=int, default=42)
+    add_dataset_arguments(parser)
     parser.add_argument("--recipes", nargs="+", default=["original-baseline", "baseline", "course"])
     parser.add_argument("--profile", default="cpu", choices=["smoke", "cpu", "full"])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
@@ -108,10 +103,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
 
-    manifest, excluded = build_manifest(args.data_dir, args.label_pattern, progress=False)
-    manifest = make_splits(manifest, args.split, seed=args.split_seed)
-    print(f"{len(manifest)} clips ({len(excluded)} excluded); split {args.split} "
-          f"(seed {args.split_seed}): {manifest['split'].value_counts().to_dict()}")
+    manifest = split_dataset(args)
     rows = []
     for name in args.recipes:
         recipe = override(adapt(apply_profile(get_recipe(name), args.profile), args.features,

@@ -44,3 +44,27 @@ def fsdd() -> Path:
     if not FSDD.is_dir():
         pytest.skip(f"real recordings not found at {FSDD}")
     return FSDD
+
+
+# Tests that need something a machine may lack carry a marker, and the run ends by saying how
+# many of them ran: a skip is never silent.
+NEEDS = {"shared_data": "real recordings in ../shared/data", "browser": "a headless Chromium"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that reads the real recordings (through the `fsdd` fixture)."""
+    for item in items:
+        if "fsdd" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.shared_data)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Say how many of the tests that need real recordings or a browser ran, and how many skipped."""
+    for marker, what in NEEDS.items():
+        counts = {outcome: sum(marker in report.keywords for report in terminalreporter.stats.get(outcome, [])
+                               if report.when == "call" or outcome == "skipped")
+                  for outcome in ("passed", "failed", "skipped")}
+        if any(counts.values()):
+            terminalreporter.write_line(
+                f"tests needing {what}: {counts['passed'] + counts['failed']} ran "
+                f"({counts['failed']} failed), {counts['skipped']} skipped")

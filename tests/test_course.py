@@ -281,6 +281,32 @@ def test_setup_notebook_prints_versions_profile_and_dataset(
     assert torch.initial_seed() == 3
 
 
+def test_the_device_is_the_parameter_else_the_variable_else_the_best(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from helpers import stub_gpu
+
+    stub_gpu(monkeypatch, "Tesla T4", 15.0, 7)
+    monkeypatch.delenv("AUDIOCLS_DEVICE", raising=False)
+    device, why = course.resolve_device(None)
+    assert device.type == "cuda" and "the best this machine has" in why
+    assert course.resolve_device("cpu") == (torch.device("cpu"), "set in the parameters cell")
+    monkeypatch.setenv("AUDIOCLS_DEVICE", "CPU")
+    assert course.resolve_device(None) == (torch.device("cpu"), "set by AUDIOCLS_DEVICE")
+    assert course.resolve_device("cuda")[0].type == "cuda"  # the parameters cell wins
+
+
+def test_a_device_this_machine_lacks_is_refused_in_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    with pytest.raises(AudioclsError, match="^DEVICE cuda asks for a CUDA GPU but PyTorch sees none"):
+        course.resolve_device("cuda")
+    with pytest.raises(AudioclsError, match="^DEVICE 'tpu' is not a device"):
+        course.resolve_device("tpu")
+    monkeypatch.setenv("AUDIOCLS_DEVICE", "mps")
+    with pytest.raises(AudioclsError, match="^AUDIOCLS_DEVICE mps asks for Apple's MPS"):
+        course.resolve_device(None)
+
+
 def test_manifest_with_groups_falls_back_to_the_built_in_set(
         monkeypatch: pytest.MonkeyPatch, tmp_path: Path, tone_dataset: Path) -> None:
     monkeypatch.setenv("AUDIOCLS_WORKDIR", str(tmp_path))

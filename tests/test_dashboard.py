@@ -32,6 +32,7 @@ def test_find_log_dir_picks_a_swanlog_folder_or_says_what_to_run(tmp_path: Path)
 
 
 @pytest.mark.slow
+@pytest.mark.browser
 def test_dashboard_lists_runs_and_charts_in_a_browser(tmp_path: Path) -> None:
     _logged_runs(tmp_path / "swanlog")
     port = free_port()

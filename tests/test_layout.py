@@ -7,8 +7,8 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "audiocls_utils"
-CORE = {"audio", "augment", "config", "data", "errors", "features", "files", "gtzan", "metrics",
-        "models", "plots", "predict", "train"}
+CORE = {"audio", "augment", "baseline", "config", "data", "errors", "features", "files", "gtzan", "metrics",
+        "models", "plots", "predict", "pretrained", "train"}
 
 
 def module_name(path: Path) -> str:

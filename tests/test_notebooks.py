@@ -110,8 +110,9 @@ def test_chapters_03_and_04_write_the_classifier_in_cells() -> None:
 def _assert_parameters_then_setup(cells: list) -> None:
     """Check one tagged parameters cell reading AUDIOCLS_PROFILE, and setup_notebook near the top."""
     parameters = [c for c in cells if "parameters" in c.metadata.get("tags", [])]
-    assert len(parameters) == 1 and "AUDIOCLS_PROFILE" in parameters[0].source
-    assert "setup_notebook(PROFILE, DATA, SEED)" in "".join(c.source for c in cells[:6])
+    assert len(parameters) == 1
+    assert "AUDIOCLS_PROFILE" in parameters[0].source and "AUDIOCLS_DEVICE" in parameters[0].source
+    assert "setup_notebook(PROFILE, DATA, SEED, DEVICE)" in "".join(c.source for c in cells[:6])
 
 
 def test_the_four_chapters_are_there_and_nothing_else() -> None:

@@ -1,6 +1,6 @@
 """`make demo`: execute the course's notebooks into executed copies and HTML, with each headline.
 
-`python -m audiocls_utils.engine.notebooks --out outputs/notebooks` runs the four chapters in
+`python -m audiocls_utils.engine.notebooks --out outputs/notebooks` runs the five chapters in
 the `cpu` profile on the built-in set (unless AUDIOCLS_DATA is set) and prints a summary.
 """
 
@@ -21,7 +21,7 @@ from ..course import DATA_ENV, HEADLINE, PROFILE_ENV, WIDGETS_ENV, WORKDIR_ENV, 
 from ..files import write_bytes
 
 NOTEBOOKS = ("01_dataset_exploration", "02_spectrogram_visualization", "03_baseline_resnet18",
-             "04_advanced_resnext")
+             "04_advanced_resnext", "05_baselines_and_pretrained")
 
 
 @dataclass
@@ -96,7 +96,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--profile", default="cpu", choices=list(PROFILES))
     parser.add_argument("--timeout", type=int, default=3600, help="seconds per cell")
     parser.add_argument("notebooks", nargs="*", type=Path,
-                        help="notebooks to run (default: the four chapters, in order)")
+                        help="notebooks to run (default: the five chapters, in order)")
     args = parser.parse_args(argv)
     paths = args.notebooks or [course_root() / "notebooks" / f"{n}.ipynb" for n in NOTEBOOKS]
     started = time.perf_counter()
