@@ -252,7 +252,8 @@ def build_manifest(
         })
     copies = copies_across_classes(rows)
     excluded.extend(copies)
-    rows = [row for row in rows if row["path"] not in {item.path for item in copies}]
+    copied = {item.path for item in copies}
+    rows = [row for row in rows if row["path"] not in copied]
     if not rows:
         raise AudioclsError(
             f"No usable audio clips in {root}. Expected `<class>/<file>.wav` folders"
