@@ -29,8 +29,15 @@ from .errors import AudioclsError
 # Extensions worth trying to decode; libsndfile reads mp3 from version 1.1 on.
 AUDIO_EXTENSIONS = frozenset({".wav", ".w64", ".rf64", ".flac", ".ogg", ".oga", ".opus", ".au",
                               ".snd", ".aiff", ".aif", ".caf", ".mp3"})
+# Audio formats libsndfile cannot decode: such files are listed as excluded, not skipped unseen.
+UNSUPPORTED_EXTENSIONS = frozenset({".m4a", ".m4b", ".mp4", ".aac", ".alac", ".wma", ".ape",
+                                    ".amr", ".3gp", ".webm", ".mka", ".ac3", ".mid", ".midi"})
 # Frames decoded at a time: 12 s at 22,050 Hz; 6 MB of float32 for a 6-channel file.
 BLOCK_FRAMES = 1 << 18
+# Sample rates below this are no recording's: a header that says 1 Hz is wrong.
+MIN_SAMPLE_RATE = 1000
+MIN_SECONDS = 0.1  # shorter clips hold too little sound to classify: excluded
+MAX_PEAK = 10.0  # samples beyond ±10 (20 dB over full scale) are no sound at a usable scale
 # A RIFF size field a streaming writer leaves as "unknown": the data runs to the end of the file.
 UNKNOWN_SIZE = 0xFFFFFFFF
 
@@ -44,12 +51,23 @@ class AudioInfo:
     channels: int
     num_samples: int
     peak: float  # largest absolute sample value; 0 means digital silence
+    mono_peak: float  # largest absolute value once the channels are averaged (stereo may cancel)
 
 
 def is_audio_path(path: str | Path) -> bool:
     """Return True for a visible file with an audio extension."""
     path = Path(path)
     return not path.name.startswith(".") and path.suffix.lower() in AUDIO_EXTENSIONS
+
+
+def unsupported_audio(path: str | Path) -> str | None:
+    """Return why a visible file in an audio format we cannot decode is left out, else None."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if path.name.startswith(".") or suffix not in UNSUPPORTED_EXTENSIONS:
+        return None
+    return (f"{suffix} is not a format this package decodes: convert it, e.g. "
+            f"`ffmpeg -i {path.name} {path.stem}.flac`")
 
 
 def _check_readable(path: Path) -> None:
@@ -72,7 +90,7 @@ def _open(path: Path):  # noqa: ANN202 - soundfile.SoundFile
     _check_readable(path)
     try:
         with _quiet_stderr(path.suffix.lower() == ".mp3"):
-            return sf.SoundFile(os.fsencode(path))  # bytes: a name that is not UTF-8 opens too
+            file = sf.SoundFile(os.fsencode(path))  # bytes: a name that is not UTF-8 opens too
     except PermissionError:
         raise AudioclsError(f"{path}: permission denied. Make it readable (chmod +r) or move it "
                             "out of the data folder.") from None
@@ -81,6 +99,11 @@ def _open(path: Path):  # noqa: ANN202 - soundfile.SoundFile
             f"{path}: cannot decode audio ({_short(error)}). The file is corrupt, truncated or "
             "not audio: delete it or download it again."
         ) from None
+    if file.samplerate < MIN_SAMPLE_RATE:
+        file.close()
+        raise AudioclsError(f"{path}: sample rate {file.samplerate} Hz is no recording's (at "
+                            f"least {MIN_SAMPLE_RATE} Hz): its header is wrong; re-export it.")
+    return file
 
 
 def read_blocks(file: sf.SoundFile, path: Path, block_frames: int = BLOCK_FRAMES
@@ -154,15 +177,17 @@ class AudioStream:
         with _open(self.path) as file:
             source_rate, channels = int(file.samplerate), int(file.channels)
             resampler = StreamingResample(source_rate, self.sample_rate or source_rate)
-            num_samples, peak = 0, 0.0
+            num_samples, peak, mono_peak = 0, 0.0, 0.0
             for samples in read_blocks(file, self.path, self.block_frames):
                 num_samples += samples.shape[0]
                 peak = max(peak, float(samples.max()), -float(samples.min()))
                 # Downmix: average the channels (a mono file's one column needs no arithmetic).
                 mono = samples[:, 0] if channels == 1 else samples.mean(axis=1)
+                mono_peak = max(mono_peak, float(np.abs(mono).max()))
                 yield resampler(torch.from_numpy(np.ascontiguousarray(mono)))
             yield resampler.flush()
-        self.info = AudioInfo(num_samples / source_rate, source_rate, channels, num_samples, peak)
+        self.info = AudioInfo(num_samples / source_rate, source_rate, channels, num_samples, peak,
+                              mono_peak)
 
 
 def describe_audio(path: str | Path, block_frames: int = BLOCK_FRAMES) -> AudioInfo:
@@ -175,6 +200,21 @@ def describe_audio(path: str | Path, block_frames: int = BLOCK_FRAMES) -> AudioI
         pass
     assert stream.info is not None
     return stream.info
+
+
+def content_problem(info: AudioInfo) -> str | None:
+    """Return why a clip that decodes cannot be used (silence, absurd values, too short), or None."""
+    if info.peak == 0.0:
+        return "digital silence (every sample is 0)"
+    if info.peak > MAX_PEAK:
+        return (f"samples reach {info.peak:.3g}, far outside audio's ±1: not sound at a usable "
+                "scale; re-export it as audio")
+    if info.mono_peak <= info.peak * 1e-4:  # -80 dB: what is left is rounding
+        return (f"its {info.channels} channels cancel out when mixed to mono (one is another "
+                "inverted): silence to the model; keep one channel")
+    if info.duration < MIN_SECONDS:
+        return f"too short ({info.duration:.3f} s < {MIN_SECONDS} s)"
+    return None
 
 
 def wav_missing_bytes(path: str | Path) -> int:

@@ -42,6 +42,7 @@ from .data import (
     save_manifest,
 )
 from .engine.cache import FeatureCache
+from .engine.run_folder import RUN_FILE, data_fingerprint, finish_run, read_record, run_record
 from .engine.runner import run_experiment
 from .engine.synth import generate_dataset
 from .engine.tracking import (  # noqa: F401 - the chapters import the SwanLab helpers from here
@@ -203,15 +204,20 @@ def read_run(output_dir: str | Path) -> Run:
 
 
 def same_run_inputs(run_dir: Path, manifest: pd.DataFrame, recipe: Recipe, seed: int) -> bool:
-    """Return True when `run_dir` holds a finished run of `recipe` on this manifest and seed."""
+    """Return True when `run_dir` holds a finished run of `recipe` on this manifest and seed.
+
+    The clips' content counts too: the run's data fingerprint (run.json) must match theirs now.
+    """
     try:
         run = read_run(run_dir)
         used = load_manifest(run_dir / "manifest.csv")
+        record = read_record(run_dir)
     except AudioclsError:
         return False
     expected = limit_per_class(manifest, recipe.clips_per_class, seed=seed)
     columns = ["path", "label", "split"]
-    return (run.recipe == recipe and run.metrics.get("seed") == seed
+    return (run.recipe == recipe and run.metrics.get("seed") == seed and record is not None
+            and record.get("data", {}).get("fingerprint") == data_fingerprint(expected)
             and used[columns].reset_index(drop=True).equals(expected[columns].reset_index(drop=True)))
 
 
@@ -283,14 +289,16 @@ class Course:
                  manifest: pd.DataFrame | None = None) -> Run:
         """Write a run trained in a notebook as `audiocls train` would: model.pt, metrics, history."""
         folder = self.run_dir(recipe)
+        (folder / RUN_FILE).unlink(missing_ok=True)  # written last: it vouches for the files below
         save_torch(model_bundle(model, recipe, class_names, num_frames), folder / "model.pt")
         write_json(folder / "metrics.json", {"classes": list(class_names), "recipe": recipe.name,
                                              "seed": self.seed, **metrics})
         write_csv(history, folder / "history.csv")
         write_json(folder / "recipe.json", recipe.to_dict())
-        if manifest is not None:
-            save_manifest(limit_per_class(manifest, recipe.clips_per_class, seed=self.seed),
-                          folder / "manifest.csv")
+        if manifest is not None:  # what `reuse_or_train` compares: the clips and their content
+            used = limit_per_class(manifest, recipe.clips_per_class, seed=self.seed)
+            save_manifest(used, folder / "manifest.csv")
+            finish_run(folder, run_record(recipe, self.seed, None, used))
         return read_run(folder)
 
     def recipe(self, name: str) -> Recipe:

@@ -15,11 +15,11 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from .audio import AudioInfo, describe_audio, is_audio_path
+from .audio import AudioInfo, content_problem, describe_audio, is_audio_path, unsupported_audio
 from .config import SPLIT_NAMES
 from .errors import AudioclsError
 from .features import crop_or_pad, window_starts
-from .files import write_csv
+from .files import file_sha256, write_csv
 from .gtzan import KNOWN_BAD_FILES, split_filtered
 
 MANIFEST_COLUMNS = ["path", "label", "group", "duration", "sample_rate", "channels", "split"]
@@ -30,7 +30,6 @@ LABEL_PATTERNS = {
 }
 
 GROUPS_FILE = "groups.csv"
-MIN_SECONDS = 0.1  # shorter clips hold too little sound to classify: excluded
 LONG_SECONDS = 600.0  # longer clips are kept, with a note: training sees random segments of them
 
 
@@ -59,13 +58,51 @@ def find_data_root(data_dir: str | Path) -> Path:
     return root
 
 
-def find_audio_files(root: Path) -> list[Path]:
-    """List audio files below `root`, sorted, skipping hidden files and folders (no symlink loops)."""
-    found = []
-    for folder, subfolders, files in os.walk(root, followlinks=False):
-        subfolders[:] = sorted(d for d in subfolders if not d.startswith("."))
-        found.extend(Path(folder) / name for name in sorted(files) if is_audio_path(name))
-    return found
+def find_audio_files(root: Path) -> tuple[list[Path], list[Excluded]]:
+    """List audio files below `root`, sorted, and what is left out with why.
+
+    Hidden files and folders are skipped; linked folders are followed (once each: a link back
+    to a folder already listed is excluded, so no loop); a folder that cannot be listed (a path
+    too long, no permission) and a file in a format we cannot decode (.m4a) are excluded. The
+    walk keeps its own stack, so no depth of folders exhausts Python's recursion limit.
+    """
+    found: list[Path] = []
+    excluded: list[Excluded] = []
+    listed: dict[str, Path] = {}  # real path -> the folder it was listed as
+    stack = [Path(root)]
+    while stack:
+        folder = stack.pop()
+        real = os.path.realpath(folder)
+        if real in listed:
+            excluded.append(Excluded(printable(folder), f"the same folder as "
+                                     f"{printable(listed[real])} (through a link): read once, there"))
+            continue
+        listed[real] = folder
+        try:
+            with os.scandir(folder) as scan:
+                entries = sorted(scan, key=lambda entry: entry.name)
+        except OSError as error:
+            excluded.append(Excluded(printable(folder), "folder cannot be listed "
+                                     f"({error.strerror}): move or rename it to read it"))
+            continue
+        for entry in entries:
+            if _is_folder(entry):
+                continue
+            if is_audio_path(entry.name):
+                found.append(folder / entry.name)
+            elif reason := unsupported_audio(entry.name):
+                excluded.append(Excluded(printable(folder / entry.name), reason))
+        stack.extend(reversed([folder / entry.name for entry in entries
+                               if _is_folder(entry) and not entry.name.startswith(".")]))
+    return found, excluded
+
+
+def _is_folder(entry: os.DirEntry) -> bool:
+    """Return True for a folder or a link to one; False for anything else, a link loop too."""
+    try:
+        return entry.is_dir()
+    except OSError:  # ELOOP: the decoder names the loop when it tries the file
+        return False
 
 
 def _label_from_folder(root: Path) -> Callable[[Path], tuple[str, str] | None]:
@@ -102,6 +139,10 @@ def _label_from_pattern(pattern: str) -> Callable[[Path], tuple[str, str] | None
         match = regex.match(path.stem)
         if match is None:
             return None
+        if not (match["label"] or "").strip():
+            raise AudioclsError(f"--label-pattern {pattern!r} gives {printable(path)} an empty "
+                                "label: make (?P<label>...) match at least one character (e.g. "
+                                "[a-z]+, not [a-z]*)")
         return match["label"], match.groupdict().get("group") or ""
 
     return read
@@ -184,7 +225,9 @@ def build_manifest(
         read_label = _label_from_pattern(label_pattern) if label_pattern else _label_from_folder(root)
         groups = read_groups(root)
         candidates = []
-        for path in find_audio_files(root):
+        paths, left_out = find_audio_files(root)
+        excluded.extend(left_out)
+        for path in paths:
             labelled = read_label(path)
             if labelled is not None:  # else: not in a class folder, or not matching: not a clip
                 relative = path.relative_to(root).as_posix()
@@ -207,6 +250,10 @@ def build_manifest(
             "sample_rate": info.sample_rate,
             "channels": info.channels,
         })
+    copies = copies_across_classes(rows)
+    excluded.extend(copies)
+    copied = {item.path for item in copies}
+    rows = [row for row in rows if row["path"] not in copied]
     if not rows:
         raise AudioclsError(
             f"No usable audio clips in {root}. Expected `<class>/<file>.wav` folders"
@@ -214,9 +261,33 @@ def build_manifest(
             + (f"; {len(excluded)} file(s) were excluded" if excluded else "")
         )
     manifest = pd.DataFrame(rows).sort_values(["label", "path"], ignore_index=True)
-    if not allow_similar_labels:
-        check_label_typos(manifest)
+    check_labels(manifest, allow_similar_labels)
     return manifest, excluded
+
+
+def copies_across_classes(rows: list[dict]) -> list[Excluded]:
+    """Return the clips whose bytes are those of a clip of another class, each naming the other.
+
+    One recording cannot have two labels: both copies are left out. Only files of equal size
+    are hashed.
+    """
+    by_size: dict[int, list[dict]] = {}
+    for row in rows:
+        by_size.setdefault(os.stat(row["path"]).st_size, []).append(row)
+    by_hash: dict[str, list[dict]] = {}
+    for same_size in by_size.values():
+        if len({row["label"] for row in same_size}) > 1:
+            for row in same_size:
+                by_hash.setdefault(file_sha256(row["path"]), []).append(row)
+    copies = []
+    for same in by_hash.values():
+        for row in same:
+            others = [o for o in same if o["label"] != row["label"]]
+            if others:
+                copies.append(Excluded(row["path"], f"the same bytes as {others[0]['path']} "
+                                       f"(labelled {others[0]['label']!r}): one clip cannot have "
+                                       "two labels; delete the wrong copy"))
+    return copies
 
 
 def printable(path: Path) -> str:
@@ -247,15 +318,6 @@ def decode_problem(path: str | Path, error: AudioclsError) -> str:
     return f"{reason.rstrip('.')}. It is {known}" if known else reason
 
 
-def content_problem(info: AudioInfo) -> str | None:
-    """Return why a clip that decodes cannot be used (silence, too short), or None."""
-    if info.peak == 0.0:
-        return "digital silence (every sample is 0)"
-    if info.duration < MIN_SECONDS:
-        return f"too short ({info.duration:.3f} s < {MIN_SECONDS} s)"
-    return None
-
-
 def _read_labels_csv(root: Path, table_path: Path) -> tuple[list[tuple[Path, str, str]],
                                                              list[Excluded]]:
     """Read (path, label, group) rows from a labels CSV; listed files that are missing are excluded."""
@@ -275,6 +337,17 @@ def _read_labels_csv(root: Path, table_path: Path) -> tuple[list[tuple[Path, str
             continue
         rows.append((path, str(record.label), str(getattr(record, "group", "") or "")))
     return rows, missing
+
+
+def check_labels(manifest: pd.DataFrame, allow_similar_labels: bool = False) -> None:
+    """Raise on a clip without a label, or on labels that look like typos of one another
+    (`check_label_typos`) unless `allow_similar_labels`: prepare's checks, for any manifest."""
+    blank = manifest.loc[manifest["label"].fillna("").astype(str).str.strip() == "", "path"]
+    if len(blank):
+        raise AudioclsError(f"{blank.iloc[0]} has an empty label ({len(blank)} clip(s) have "
+                            "none): give every clip a label")
+    if not allow_similar_labels:
+        check_label_typos(manifest)
 
 
 def check_label_typos(manifest: pd.DataFrame) -> None:

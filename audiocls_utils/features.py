@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from .audio import BLOCK_FRAMES, AudioInfo, AudioStream
+from .audio import BLOCK_FRAMES, AudioInfo, AudioStream, content_problem
 from .config import FeatureConfig
 from .errors import AudioclsError
 
@@ -225,8 +226,28 @@ class ClipLogMels(Dataset):
         return len(self.paths)
 
     def __getitem__(self, index: int) -> tuple[int, Any]:
-        features = file_log_mel(self.paths[index], self.config)  # (n_mels, frames)
+        try:
+            features = checked_log_mel(self.paths[index], self.config)  # (n_mels, frames)
+        except AudioclsError as error:  # raised in the main process, not as a worker's traceback
+            return index, ClipProblem(str(error))
         return index, features if self.finish is None else self.finish(index, features)
+
+
+@dataclass(frozen=True)
+class ClipProblem:
+    """Why a clip has no log-Mel: what a feature worker sends back instead of one."""
+
+    message: str
+
+
+def checked_log_mel(path: str | Path, config: FeatureConfig) -> torch.Tensor:
+    """Compute a file's log-Mel as `file_log_mel` does, refusing content that is not sound as
+    `audiocls prepare` does (a manifest written by hand was never checked)."""
+    log_mel, info = described_log_mel(path, config)
+    problem = content_problem(info) or (None if log_mel is not None else too_short_to_frame(config))
+    if problem:
+        raise AudioclsError(f"{path}: {problem}")
+    return log_mel
 
 
 def iter_log_mels(
@@ -250,7 +271,11 @@ def iter_log_mels(
     workers = extraction_workers(device) if num_workers is None else num_workers
     workers = min(workers, len(paths) // 2)  # a process takes longer to start than a clip
     loader = DataLoader(ClipLogMels(paths, config, finish), batch_size=None, num_workers=workers)
-    yield from tqdm(loader, desc="log-Mel", unit="clip", disable=not progress)
+    for index, item in tqdm(loader, desc="log-Mel", unit="clip", disable=not progress):
+        if isinstance(item, ClipProblem):
+            raise AudioclsError(f"{item.message.rstrip('.')}; leave it out of the manifest "
+                                "(`audiocls prepare` does) and run again")
+        yield index, item
 
 
 def extract_log_mels(

@@ -1,4 +1,4 @@
-"""Files: outputs written atomically, and the SHA-256 of a file's bytes.
+"""Files: outputs written atomically, the SHA-256 of a file's bytes, and a cheap signature of them.
 
 Writes go to a temporary file in the same folder, then a rename: a run killed at any moment
 leaves either the old file or the new one, never half of one. A process killed during a write
@@ -22,6 +22,7 @@ import torch
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 _CHUNK = 1 << 20  # bytes hashed at a time
+EDGE_BYTES = 1 << 16  # bytes `file_signature` hashes at each end of a file
 TEMP_SUFFIX = ".audiocls.tmp"  # temporary files of `write_bytes`: .<name>.<random>.audiocls.tmp
 
 
@@ -34,6 +35,36 @@ def file_sha256(path: str | Path) -> str:
         while size := file.readinto(buffer):
             digest.update(view[:size])
     return digest.hexdigest()
+
+
+def file_signature(path: str | Path) -> str:
+    """Return a cheap signature of a file's content: size, mtime_ns and a hash of both ends.
+
+    It changes when the file is rewritten (new modification time) or edited near either end
+    (64 KiB each, where a regenerated clip's header and samples differ); "missing" for no file.
+    """
+    try:
+        with open(path, "rb", buffering=0) as file:
+            stat = os.fstat(file.fileno())
+            head = file.read(EDGE_BYTES)
+            if stat.st_size > 2 * EDGE_BYTES:
+                file.seek(-EDGE_BYTES, os.SEEK_END)
+            tail = file.read(EDGE_BYTES)
+    except OSError:
+        return "missing"
+    digest = hashlib.sha256(head + tail).hexdigest()[:32]
+    return f"{stat.st_size}:{stat.st_mtime_ns}:{digest}"
+
+
+def same_file(first: str | Path, second: str | Path) -> bool:
+    """Return True when two paths name one file: the same path once resolved, or one inode."""
+    first, second = Path(first).expanduser(), Path(second).expanduser()
+    if first.resolve() == second.resolve():
+        return True
+    try:
+        return os.path.samefile(first, second)  # a hard link, a bind mount
+    except OSError:  # one of them does not exist (yet)
+        return False
 
 
 def write_bytes(path: str | Path, data: bytes, fsync: bool = True) -> None:

@@ -128,6 +128,15 @@ def _check_numbers(bundle: dict[str, Any], state: dict[str, torch.Tensor], recip
                                                       feature.hop_length, feature.n_mels,
                                                       recipe.image_size, recipe.batch_size)):
         raise refuse("its feature settings, image size or batch size are not positive whole numbers")
+    reals = (recipe.segment_seconds, recipe.eval_hop_fraction, feature.f_min)
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+               for v in reals) or not 0 < recipe.eval_hop_fraction <= 1:
+        raise refuse("its segment length, window hop (a fraction in (0, 1]) or f_min is not a "
+                     "number it could have been trained with")
+    top = feature.f_max if feature.f_max is not None else feature.sample_rate / 2
+    if not (isinstance(top, (int, float)) and 0 <= feature.f_min < top):
+        raise refuse(f"its Mel band, f_min {feature.f_min} to f_max {top} Hz, is no band of "
+                     "frequencies from 0 Hz up")
     most = feature.seconds_to_frames(recipe.segment_seconds)
     num_frames = bundle["num_frames"]
     if isinstance(num_frames, bool) or not isinstance(num_frames, int) or not 1 <= num_frames <= most:

@@ -30,6 +30,11 @@ CASES = {
     "loop_dir": "a folder link back to its parent",
     "bad_name": "a file name that is not UTF-8",
     "single": "a class folder with a single clip",
+    "voice.m4a": "an audio format the decoder cannot read",
+    "copy.wav": "the bytes of low.00001.wav again, in the class high",
+    "huge.wav": "float samples up to 8e36: finite, but no sound",
+    "one_hertz.wav": "a header saying 1 Hz",
+    "cancelling.wav": "stereo whose channels are each other inverted: silence in mono",
 }
 
 
@@ -72,6 +77,13 @@ def write_fault_dataset(root: str | Path, clips_per_class: int = 6, sample_rate:
     os.symlink("..", high / "loop_dir")
     sf.write(low / "cafe.wav", _tone(1.0, sample_rate, 310, 5), sample_rate)
     os.rename(low / "cafe.wav", os.path.join(os.fsencode(low), b"caf\xe9.wav"))  # Latin-1: not UTF-8
+    (high / "voice.m4a").write_bytes(b"\x00\x00\x00\x20ftypM4A " + bytes(64))
+    (high / "copy.wav").write_bytes((low / "low.00001.wav").read_bytes())
+    sf.write(low / "huge.wav", _tone(1.0, sample_rate, 350, 7) * np.float32(2e37), sample_rate,
+             subtype="FLOAT")
+    sf.write(low / "one_hertz.wav", _tone(30.0, 1, 0.2, 8), 1)
+    tone = _tone(1.0, sample_rate, 2600, 9)
+    sf.write(high / "cancelling.wav", np.stack([tone, -tone], axis=1), sample_rate)
     single = root / "single"
     single.mkdir(exist_ok=True)
     sf.write(single / "only.wav", _tone(1.0, sample_rate, 900, 6), sample_rate)

@@ -91,6 +91,11 @@ def tampered_bundle(bundle: dict[str, Any], change: str) -> dict[str, Any]:
     elif change == "hop of 0":
         bundle["recipe"] = {**bundle["recipe"], "feature": {**bundle["recipe"]["feature"],
                                                             "hop_length": 0}}
+    elif change == "segment length not a number":
+        bundle["recipe"] = {**bundle["recipe"], "segment_seconds": "long"}
+    elif change == "f_min above f_max":
+        bundle["recipe"] = {**bundle["recipe"], "feature": {**bundle["recipe"]["feature"],
+                                                            "f_min": 20000.0}}
     elif change == "NaN":
         state["1.fc.bias"] = torch.full((len(BUNDLE_CLASSES),), float("nan"))
     return bundle

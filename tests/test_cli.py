@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -208,3 +209,165 @@ def test_dashboard_reports_a_failed_swanlab_watch(tmp_path: Path, monkeypatch: p
     (tmp_path / "swanlog").mkdir()
     status, _, err = run(capsys, "dashboard", "--log-dir", str(tmp_path / "swanlog"))
     assert status == 2 and "swanlab watch stopped with status 1" in err
+
+
+# ----------------------------------------------------------------------------- outputs and inputs
+
+def _hard_link(target: Path, link: Path) -> Path:
+    """Make `link` a second name of the file `target`."""
+    os.link(target, link)
+    return link
+
+
+@pytest.mark.parametrize(("argv", "output", "source"), [
+    ("export --model model.pt --format onnx --out model.pt", "model.pt", "model.pt"),
+    ("export --model model.onnx --format onnx", "model.onnx", "model.onnx"),  # the default path
+    ("evaluate --model model.pt --data-dir tones --out model.pt", "model.pt", "model.pt"),
+    ("evaluate --model model.pt --data-dir tones --out sub/../model.pt", "sub/../model.pt",
+     "model.pt"),
+    ("evaluate --model model.pt --data-dir tones --out second-name.json", "second-name.json",
+     "model.pt"),
+    ("prepare --data-dir tones --labels labels.csv --out labels.csv", "labels.csv", "labels.csv"),
+    ("prepare --data-dir tones --out tones/groups.csv", "tones/groups.csv", "tones/groups.csv"),
+    ("train --manifest run/manifest.csv --output-dir run", "run/manifest.csv", "run/manifest.csv"),
+])
+def test_an_output_that_is_an_input_is_refused_naming_both(
+        tone_dataset: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        argv: str, output: str, source: str) -> None:
+    # Before: the trained model became JSON or ONNX; the labels or groups became a manifest.
+    monkeypatch.chdir(tone_dataset.parent)
+    (tone_dataset.parent / "sub").mkdir()
+    for name in ("model.pt", "model.onnx", "labels.csv", "tones/groups.csv"):
+        Path(name).write_text("path,label\nlow/low.00000.wav,low\n")
+    _hard_link(Path("model.pt"), Path("second-name.json"))
+    Path("run").mkdir()
+    Path("run/manifest.csv").write_text(f"path,label,split,duration\n{tone_dataset}/low/"
+                                        "low.00000.wav,low,train,1.0\n")
+    before = {p: p.read_bytes() for p in Path().rglob("*") if p.is_file()}
+    status, _, err = run(capsys, *argv.split())
+    assert status == 2 and err.count("\n") == 1, err
+    assert f"{output} is also an input (" in err and f" {source}): writing would destroy it" in err
+    assert {p: p.read_bytes() for p in Path().rglob("*") if p.is_file()} == before
+
+
+def test_prepare_refuses_to_write_over_a_clip(tone_dataset: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    clip = tone_dataset / "low" / "low.00000.wav"
+    before = clip.read_bytes()
+    status, _, err = run(capsys, "prepare", "--data-dir", str(tone_dataset), "--out", str(clip))
+    assert status == 2 and err.count("\n") == 1
+    assert f"--out {clip} is also an input (a clip of --data-dir {tone_dataset})" in err
+    assert clip.read_bytes() == before
+
+
+@pytest.mark.parametrize(("extra", "ignored"), [
+    (("--data-dir", "tones"), "--data-dir would be ignored: drop it"),
+    (("--split", "group"), "--split would be ignored: drop it"),
+    (("--split", "random", "--label-pattern", "fsdd"), "--label-pattern and --split would be "
+                                                       "ignored: drop them"),
+])
+def test_train_refuses_options_that_manifest_overrides(
+        tone_dataset: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        extra: tuple[str, ...], ignored: str) -> None:
+    # Before: --data-dir and --split group were silently ignored beside --manifest.
+    monkeypatch.chdir(tone_dataset.parent)
+    assert run(capsys, "prepare", "--data-dir", "tones", "--out", "m.csv")[0] == 0
+    status, _, err = run(capsys, "train", "--manifest", "m.csv", "--output-dir", "run", *extra)
+    assert status == 2 and err.count("\n") == 1
+    assert f"--manifest m.csv already lists the clips, labels and splits, so {ignored}" in err
+    assert not Path("run").exists()
+
+
+def test_train_from_a_manifest_runs_the_label_checks_of_prepare(
+        tone_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # Before: a hand-edited manifest with `Low` beside `low` trained a model of one class more.
+    assert run(capsys, "prepare", "--data-dir", str(tone_dataset), "--out",
+               str(tmp_path / "m.csv"))[0] == 0
+    manifest = pd.read_csv(tmp_path / "m.csv")
+    manifest.loc[manifest.index[manifest["label"] == "low"][0], "label"] = "Low"
+    manifest.to_csv(tmp_path / "m.csv", index=False)
+    status, _, err = run(capsys, "train", "--manifest", str(tmp_path / "m.csv"), "--output-dir",
+                         str(tmp_path / "run"))
+    assert status == 2 and err.count("\n") == 1
+    assert "Label 'Low' (1 clip(s)) looks like a typo of 'low' (11 clips)" in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_evaluate_keeps_each_seeds_result_and_records_seed_and_overlap(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # Before: --seed 8 wrote over the evaluation of --seed 7, and neither recorded its seed.
+    import torch
+    from helpers import BUNDLE_CLASSES, tone, untrained_bundle, write_wav
+
+    for number, label in enumerate(BUNDLE_CLASSES):
+        for index in range(5):
+            write_wav(tmp_path / "data" / label / f"{label}{index}.wav",
+                      tone(300.0 * (number + 1) + 20 * index, 0.5))
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    torch.save(untrained_bundle(), run_dir / "model.pt")
+    common = ["evaluate", "--model", str(run_dir / "model.pt"), "--data-dir",
+              str(tmp_path / "data")]
+    assert run(capsys, *common, "--seed", "7")[0] == 0
+    first = run_dir / "evaluation_test_random-seed7.json"
+    saved = first.read_bytes()
+    pd.DataFrame({"path": [str(p.resolve()) for p in sorted((tmp_path / "data").rglob("*.wav"))],
+                  "split": "train"}).to_csv(run_dir / "manifest.csv", index=False)
+    assert run(capsys, *common, "--seed", "8")[0] == 0
+    second = json.loads((run_dir / "evaluation_test_random-seed8.json").read_text())
+    assert first.read_bytes() == saved
+    assert json.loads(saved)["seed"] == 7 and second["seed"] == 8
+    assert json.loads(saved)["clips_that_trained_the_model"] is None  # no manifest.csv to tell
+    assert second["clips_that_trained_the_model"] == second["num_clips"] == 3  # all trained it
+    assert sorted(p.name for p in run_dir.glob("evaluation_*")) == [
+        "evaluation_test_random-seed7.json", "evaluation_test_random-seed8.json"]
+
+
+def test_workers_beyond_the_cores_are_capped_with_a_note(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    # Before: --workers 500 on 2 cores made no progress for minutes.
+    from audiocls_utils.engine import cli
+
+    monkeypatch.setattr(cli.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    args = cli.build_parser().parse_args(["train", "--data-dir", str(tmp_path), "--output-dir",
+                                          str(tmp_path / "run"), "--workers", "500"])
+    cli.cap_workers(args)
+    assert args.workers == 2
+    assert capsys.readouterr().out == ("Note: --workers 500 is more than the 2 CPU core(s) here; "
+                                       "using 2\n")
+    args.workers = 1
+    cli.cap_workers(args)
+    assert args.workers == 1 and capsys.readouterr().out == ""
+
+
+@pytest.mark.parametrize(("argv", "expected"), [
+    (["train", "--seed", str(2**32)], "--seed 4294967296 is too large for NumPy's generator: "
+                                      "give a whole number from 0 to 4294967295"),
+    (["synth", "--seconds", "1e12"], "seconds must be at most 600 (10 min per clip"),
+])
+def test_values_beyond_what_can_run_are_one_line(
+        tone_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str],
+        expected: str) -> None:
+    # Before: a ValueError traceback from np.random.seed; an attempt to allocate 47 TiB.
+    where = (["--data-dir", str(tone_dataset), "--output-dir", str(tmp_path / "run")]
+             if argv[0] == "train" else ["--out", str(tmp_path / "synth")])
+    status, _, err = run(capsys, argv[0], *where, *argv[1:])
+    assert status == 2 and err.count("\n") == 1 and expected in err, err
+    assert not (tmp_path / "run").exists() and not (tmp_path / "synth" / "genres").exists()
+
+
+def test_a_label_the_terminal_cannot_show_is_escaped_not_a_traceback(tmp_path: Path) -> None:
+    # Before: PYTHONIOENCODING=ascii and a class folder named "café": UnicodeEncodeError.
+    from helpers import REPO, tone, write_wav
+
+    for label, frequency in (("café", 300.0), ("rock", 900.0)):
+        for index in range(4):
+            write_wav(tmp_path / "data" / label / f"{index}.wav", tone(frequency + index, 0.3))
+    result = subprocess.run([sys.executable, "-m", "audiocls_utils", "prepare", "--data-dir",
+                             str(tmp_path / "data"), "--out", str(tmp_path / "m.csv")],
+                            capture_output=True, text=True, encoding="ascii", errors="strict",
+                            env={**os.environ, "PYTHONIOENCODING": "ascii",
+                                 "PYTHONPATH": str(REPO)})
+    assert result.returncode == 0, result.stderr
+    assert "caf\\xe9" in result.stdout and "8 clips in 2 classes" in result.stdout
+    assert "café" in (tmp_path / "m.csv").read_text(encoding="utf-8")  # the manifest keeps it

@@ -14,6 +14,7 @@ import nbformat
 import numpy as np
 import pandas as pd
 import pytest
+import soundfile as sf
 import torch
 from helpers import stub_gpu
 
@@ -38,6 +39,7 @@ from audiocls_utils.course import (
 from audiocls_utils.data import build_manifest, limit_per_class, make_splits, save_manifest
 from audiocls_utils.engine import notebooks
 from audiocls_utils.engine.notebooks import notebook_headline
+from audiocls_utils.engine.run_folder import finish_run, run_record
 from audiocls_utils.errors import AudioclsError
 from audiocls_utils.features import LogMel
 from audiocls_utils.files import write_csv, write_json
@@ -123,7 +125,9 @@ def _fake_run(folder: Path, manifest: pd.DataFrame, recipe_name: str = "baseline
               seed: int = 42) -> Run:
     """Write the files of a finished run by hand (what run_experiment leaves)."""
     recipe = apply_profile(get_recipe(recipe_name), "smoke")
-    save_manifest(limit_per_class(manifest, recipe.clips_per_class, seed=seed), folder / "manifest.csv")
+    used = limit_per_class(manifest, recipe.clips_per_class, seed=seed)
+    save_manifest(used, folder / "manifest.csv")
+    finish_run(folder, run_record(recipe, seed, None, used))
     write_json(folder / "recipe.json", recipe.to_dict())
     write_json(folder / "metrics.json", {"seed": seed, "classes": ["a", "b"],
                                          "test": {"accuracy": 0.75, "macro_f1": 0.7}})
@@ -143,8 +147,25 @@ def test_a_run_is_reused_only_with_the_same_recipe_split_and_seed(
     assert not same_run_inputs(tmp_path / "run", manifest, replace(recipe, lr=1e-3), 42)
     assert not same_run_inputs(tmp_path / "run", make_splits(manifest, "random", seed=1), recipe, 42)
     assert not same_run_inputs(tmp_path / "missing", manifest, recipe, 42)
+    (tmp_path / "run" / "run.json").unlink()  # nothing vouches for the clips' content
+    assert not same_run_inputs(tmp_path / "run", manifest, recipe, 42)
     with pytest.raises(AudioclsError, match="not a finished run"):
         read_run(tmp_path / "missing")
+
+
+def test_a_run_is_not_reused_once_its_clips_hold_new_content_at_the_same_size(
+        tmp_path: Path, tone_dataset: Path) -> None:
+    # Before: chapter 04 reused the baseline trained on the clips as they were.
+    manifest = make_splits(build_manifest(tone_dataset, progress=False)[0], "random", seed=42)
+    recipe = apply_profile(get_recipe("baseline"), "smoke")
+    _fake_run(tmp_path / "run", manifest)
+    assert same_run_inputs(tmp_path / "run", manifest, recipe, 42)
+    for path in manifest["path"]:
+        size = Path(path).stat().st_size
+        samples, rate = sf.read(path, dtype="float32")
+        sf.write(path, -samples, rate, subtype="PCM_16")  # new content, the same size
+        assert Path(path).stat().st_size == size
+    assert not same_run_inputs(tmp_path / "run", manifest, recipe, 42)
 
 
 def test_recipe_table_shows_exactly_what_the_course_fixed() -> None:

@@ -255,6 +255,28 @@ def test_download_command_fetches_verifies_extracts_and_says_what_next(
     assert status == 0 and "integrity cannot be checked" in capsys.readouterr().out
 
 
+def test_a_genres_folder_that_is_not_the_archive_extracted_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Before: a genres/ holding only a readme was "already extracted", and nothing was.
+    tree = tmp_path / "source"
+    for genre in ("blues", "rock"):
+        write_wav(tree / "genres" / genre / f"{genre}.00000.wav", tone(300, 0.05))
+    archive = tmp_path / "genres.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(tree / "genres", arcname="genres")
+    dest = tmp_path / "gtzan"
+    (dest / "genres").mkdir(parents=True)
+    (dest / "genres" / "README.txt").write_text("GTZAN goes here\n")
+    status = main(["download", "gtzan", "--dest", str(dest), "--url", archive.as_uri()])
+    err = capsys.readouterr().err
+    assert status == 2 and err.count("\n") == 1
+    assert (f"{dest / 'genres'} lacks 4 of the files in {dest / 'genres.tar.gz'} (e.g. "
+            "genres/blues), so it is no complete copy of it; delete it (or choose another --dest) "
+            "to extract again") in err
+    assert sorted(p.name for p in (dest / "genres").iterdir()) == ["README.txt"]
+
+
 def test_a_full_disk_keeps_the_part_file_and_says_how_much_to_free(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

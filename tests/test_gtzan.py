@@ -19,14 +19,18 @@ from audiocls_utils.gtzan import GENRES, SOURCES, clip_id, known_sha256, split_f
 # Kereliuk et al. (2015), table 1: 443 / 197 / 290 clips; 70 of GTZAN's 1,000 are in no list.
 PUBLISHED = {"train": 443, "val": 197, "test": 290}
 SAMPLES = tone(440.0, seconds=0.12)  # every fake clip: 2,646 samples (clips under 0.1 s are excluded)
+# Each clip its own first sample: one file under two genres would be excluded as a copy.
+STEP = np.float32(1 / 32768)
 
 
 def _write_clips(folder: Path, extension: str) -> None:
     """Write GTZAN's 1,000 file names, as tiny clips, into folder/<genre>/."""
-    for genre in GENRES:
+    for index, genre in enumerate(GENRES):
         (folder / genre).mkdir(parents=True)
         for number in range(100):
-            sf.write(str(folder / genre / f"{genre}.{number:05d}{extension}"), SAMPLES, 22050,
+            samples = SAMPLES.copy()
+            samples[0] = (100 * index + number) * STEP
+            sf.write(str(folder / genre / f"{genre}.{number:05d}{extension}"), samples, 22050,
                      subtype="PCM_16", format="AU" if extension == ".au" else "WAV")
 
 

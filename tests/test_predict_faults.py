@@ -57,6 +57,11 @@ def _bad_files(folder: Path) -> dict[str, Path]:
         "header_cut.wav": folder / "header_cut.wav",
         "corrupt.wav": folder / "corrupt.wav",
         "text.mp3": folder / "text.mp3",
+        "huge.wav": write_wav(folder / "huge.wav", tone(440.0, 1.0) * np.float32(1.6e37),
+                              subtype="FLOAT"),
+        "one_hertz.wav": write_wav(folder / "one_hertz.wav", tone(0.2, 30.0, 1), 1),
+        "cancelling.wav": write_wav(folder / "cancelling.wav",
+                                    np.stack([tone(440.0, 1.0), -tone(440.0, 1.0)], axis=1)),
     }
     files["empty.wav"].write_bytes(b"")
     files["cut.wav"].write_bytes(good[: len(good) // 2])  # an interrupted download
@@ -98,6 +103,11 @@ def test_predict_labels_the_good_files_and_names_each_bad_one_with_prepares_reas
     assert "digital silence" in reasons["silent.wav"] and "NaN" in reasons["nan.wav"]
     assert "too short" in reasons["one_sample.wav"] and "too short" in reasons["short.wav"]
     assert "truncated" in reasons["cut.wav"] and "empty" in reasons["empty.wav"]
+    # Not sound: named for the file, never blamed on the model's weights.
+    assert reasons["huge.wav"].startswith("samples reach 8e+36, far outside audio's ±1")
+    assert reasons["one_hertz.wav"].startswith("sample rate 1 Hz is no recording's")
+    assert reasons["cancelling.wav"].startswith("its 2 channels cancel out when mixed to mono")
+    assert "weights" not in err
     assert "file not found" in reasons["missing.wav"] and "is a folder" in reasons["data"]
     assert "no audio stream found" in reasons["text.mp3"]
     # One line per bad file, then the summary line; no traceback.
@@ -176,6 +186,9 @@ def test_top_k_above_the_class_count_shows_every_class(tmp_path: Path, model_fil
     ("weights of another model", "weights do not fit a resnet18"),
     ("recipe not a table", "recipe is not a table of settings"),
     ("hop of 0", "feature settings, image size or batch size are not positive"),
+    ("segment length not a number", "segment length, window hop (a fraction in (0, 1]) or f_min "
+                                    "is not a number"),
+    ("f_min above f_max", "Mel band, f_min 20000.0 to f_max 11025.0 Hz, is no band"),
 ])
 def test_a_tampered_model_file_is_refused_in_one_line(
     tmp_path: Path, bundle: dict[str, Any], change: str, says: str,

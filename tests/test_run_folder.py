@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -202,6 +203,25 @@ def test_a_damaged_run_record_is_named(run: Path, finished: tuple[Path, Path],
     assert status == 2 and err.count("\n") == 1 and f"{run / 'run.json'} is damaged" in err
 
 
+@pytest.mark.parametrize(("change", "problem"), [
+    ({"recipe": "baseline"}, 'recipe is "baseline", not an object'),
+    ({"data": None}, "data is null, not an object"),
+    ({"finished": "no"}, 'finished is "no", not true or false'),
+    ({"recipe": {"epochs": "many", "feature": {}}}, 'recipe.epochs is "many", not a whole number'),
+])
+def test_a_run_record_holding_impossible_values_is_named(tmp_path: Path, change: dict,
+                                                         problem: str) -> None:
+    # Before: an AttributeError or ValueError traceback (and "finished": "no" counted as finished).
+    record, manifest = _record_folder(tmp_path / "run")
+    (tmp_path / "run" / "run.json").write_text(json.dumps({**record, **change}))
+    before = _files(tmp_path / "run")
+    for resume in (False, True):
+        with pytest.raises(AudioclsError, match=re.escape(f"run.json is damaged ({problem}); "
+                                                          "delete the folder")):
+            plan_run(tmp_path / "run", record, manifest, resume, False)
+    assert _files(tmp_path / "run") == before
+
+
 def test_an_output_dir_that_is_a_file_is_refused(finished: tuple[Path, Path], tmp_path: Path,
                                                  capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "taken").write_text("my notes\n")
@@ -220,6 +240,42 @@ def test_overwrite_deletes_only_the_files_a_run_wrote(run: Path) -> None:
     clear_run(run)
     left = sorted(str(p.relative_to(run)) for p in run.rglob("*"))
     assert left == ["checkpoints", "notes.txt"]
+
+
+def test_overwrite_removes_what_was_made_from_the_replaced_model(run: Path) -> None:
+    # Before: the old model.onnx, its JSON and evaluation_test.json stayed beside the new model.
+    sidecar = {"format": "onnx", "class_names": ["a"], "feature_config": {}, "num_frames": 1}
+    made = {"model.onnx": "onnx bytes", "model.onnx.json": json.dumps(sidecar),
+            "evaluation_test.json": json.dumps({"model": "runs/x/model.pt", "subset": "test",
+                                                "classes": ["a"]})}
+    mine = {"model.ts": "my own TorchScript, no sidecar", "evaluation_notes.json": '{"n": 1}',
+            "evaluation_val.json": json.dumps({"model": "other.pt", "subset": "val",
+                                               "classes": ["a"]})}
+    for name, text in {**made, **mine}.items():
+        (run / name).write_text(text)
+    clear_run(run)
+    assert not any((run / name).exists() for name in made)
+    assert all((run / name).read_text() == text for name, text in mine.items())
+
+
+def test_overwrite_keeps_a_manifest_no_run_wrote(tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    # Before: --overwrite replaced the user's own manifest.csv (their group split) by the run's.
+    record, manifest = _record_folder(tmp_path / "folder")
+    for name in ("run.json", *run_folder.FINISHED_FILES):
+        (tmp_path / "folder" / name).unlink()
+    mine = (tmp_path / "folder" / "manifest.csv").read_bytes()
+    with pytest.raises(AudioclsError, match="holds a manifest.csv that no run wrote .* renamed, "
+                                            "not deleted"):
+        plan_run(tmp_path / "folder", record, manifest, False, False)
+    assert plan_run(tmp_path / "folder", record, manifest, False, True) is Plan.FRESH
+    (tmp_path / "folder" / "manifest.kept.csv").write_text("kept by an earlier --overwrite")
+    capsys.readouterr()
+    clear_run(tmp_path / "folder")
+    kept = tmp_path / "folder" / "manifest.kept1.csv"
+    assert capsys.readouterr().out == (f"Kept {tmp_path / 'folder' / 'manifest.csv'} (no run.json "
+                                       f"says a run wrote it) as {kept}\n")
+    assert kept.read_bytes() == mine and not (tmp_path / "folder" / "manifest.csv").exists()
 
 
 def test_a_one_class_dataset_stops_before_training(tmp_path: Path,
@@ -294,6 +350,24 @@ def test_split_features_version_and_changed_files_are_compared(tmp_path: Path) -
     changed = run_record(apply_profile(get_recipe("baseline"), "smoke"), 0, "random", manifest)
     with pytest.raises(AudioclsError, match=r"other data \(the same clips, but files changed\)"):
         plan_run(tmp_path / "run", changed, manifest, True, False)
+
+
+@pytest.mark.parametrize("keep_mtime", [False, True])
+def test_a_finished_run_is_not_reused_once_its_clips_hold_new_content_at_the_same_size(
+        tmp_path: Path, keep_mtime: bool) -> None:
+    # Before: "finished: nothing to train" and the old test accuracy for regenerated clips.
+    record, manifest = _record_folder(tmp_path / "run")
+    assert plan_run(tmp_path / "run", record, manifest, False, False) is Plan.FINISHED
+    for path in manifest["path"]:
+        stat = os.stat(path)
+        write_wav(Path(path), tone(660.0, 0.2))  # new content, the same size
+        assert os.stat(path).st_size == stat.st_size
+        if keep_mtime:  # a copy that keeps times (cp -p, rsync -t): the bytes still tell
+            os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    again = run_record(apply_profile(get_recipe("baseline"), "smoke"), 0, "random", manifest)
+    with pytest.raises(AudioclsError, match=r"holds another run: other data \(the same clips, "
+                                            r"but files changed\).*pass --overwrite"):
+        plan_run(tmp_path / "run", again, manifest, False, False)
 
 
 # ----------------------------------------------------------------------------- the lock

@@ -37,6 +37,26 @@ def _flag(option: str) -> str:
     return "--" + option.replace("_", "-")
 
 
+MAX_SEED = 2**32 - 1  # the largest seed np.random.seed takes
+
+
+def available_cores() -> int:
+    """Return the CPU cores this process may run on (its affinity, else the machine's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def cap_workers(args: argparse.Namespace) -> None:
+    """Lower --workers to the cores this process may use, saying so: more only wait their turn."""
+    cores = available_cores()
+    if getattr(args, "workers", None) is not None and args.workers > cores:
+        print(f"Note: --workers {args.workers} is more than the {cores} CPU core(s) here; using "
+              f"{cores}")
+        args.workers = cores
+
+
 def validate_device(text: str) -> str:
     """Return the device `text` names (e.g. `cuda:0`) if this machine has it; else raise."""
     from ..models import check_device
@@ -65,6 +85,69 @@ def check_output(path: str | Path, option: str, example: str | None = None) -> N
                             "write to")
 
 
+def evaluation_path(args: argparse.Namespace) -> Path:
+    """Return the JSON `evaluate` writes: --out, else one beside the model named for the subset,
+    split and seed (evaluation_test_random-seed7.json), so no seed's evaluation replaces another's."""
+    if args.out:
+        return Path(args.out)
+    split = args.split or "random"
+    seeded = f"{split}-seed{args.seed}" if split in ("random", "group") else split
+    return Path(args.model).with_name(f"evaluation_{args.subset}_{seeded}.json")
+
+
+def written_files(args: argparse.Namespace) -> list[tuple[str, Path]]:
+    """Return the files the command writes, each with the option that chooses it."""
+    from .export import export_paths
+    from .run_folder import RUN_FILES
+
+    if args.command == "prepare":
+        return [("--out", Path(args.out))]
+    if args.command == "evaluate":
+        return [("--out", evaluation_path(args))]
+    if args.command == "export":
+        return [("--out", path) for path in export_paths(args.model, args.format, args.out)]
+    if args.command == "train":
+        return [("--output-dir", Path(args.output_dir) / name) for name in RUN_FILES]
+    return []
+
+
+def read_files(args: argparse.Namespace) -> list[tuple[str, Path]]:
+    """Return the files the command reads (model, manifest, labels, groups.csv), each named."""
+    from ..data import GROUPS_FILE, find_data_root
+
+    found = [(_flag(option), Path(getattr(args, option))) for option in ("model", "manifest", "labels")
+             if getattr(args, option, None)]
+    if getattr(args, "data_dir", None) and not getattr(args, "labels", None):
+        found.append(("groups file", find_data_root(args.data_dir) / GROUPS_FILE))
+    return found
+
+
+def _clip_of(path: Path, data_dir: str | None) -> bool:
+    """Return True when `path` is an audio file below the data folder: one of the clips read."""
+    from ..audio import is_audio_path
+    from ..data import find_data_root
+
+    if not (data_dir and path.is_file() and is_audio_path(path)):
+        return False
+    return path.resolve().is_relative_to(find_data_root(data_dir).resolve())
+
+
+def check_outputs_not_inputs(args: argparse.Namespace) -> None:
+    """Stop when a file the command would write is one it reads (the same path, or a link to it)."""
+    from ..files import same_file
+
+    sources = read_files(args)
+    for option, output in written_files(args):
+        for name, source in sources:
+            if same_file(output, source):
+                raise AudioclsError(f"{option} {output} is also an input ({name} {source}): "
+                                    "writing would destroy it; choose another output path")
+        if _clip_of(output, getattr(args, "data_dir", None)):
+            raise AudioclsError(f"{option} {output} is also an input (a clip of --data-dir "
+                                f"{args.data_dir}): writing would destroy it; choose another "
+                                "output path")
+
+
 def _check_data_tables(args: argparse.Namespace) -> None:
     """Check the CSV tables a command will read: --manifest, --labels, the data folder's groups."""
     from ..data import GROUPS_FILE, check_table, find_data_root
@@ -80,6 +163,20 @@ def _check_data_tables(args: argparse.Namespace) -> None:
             check_table(groups, "Groups file", ("path", "group"), filled=("path",))
 
 
+def check_manifest_alone(args: argparse.Namespace) -> None:
+    """Stop when --manifest comes with options it overrides; then give --split its default."""
+    if getattr(args, "manifest", None):
+        ignored = [_flag(option) for option in ("data_dir", "labels", "label_pattern", "split")
+                   if getattr(args, option, None)]
+        if ignored:
+            raise AudioclsError(f"--manifest {args.manifest} already lists the clips, labels and "
+                                f"splits, so {' and '.join(ignored)} would be ignored: drop "
+                                f"{'them' if len(ignored) > 1 else 'it'}, or drop --manifest to "
+                                "build them from --data-dir")
+    if hasattr(args, "split") and args.split is None:
+        args.split = "random"
+
+
 def validate_settings(args: argparse.Namespace) -> None:
     """Check every setting of the command before any long work starts; raise on the first bad one."""
     from .tracking import resolve_mode
@@ -91,8 +188,13 @@ def validate_settings(args: argparse.Namespace) -> None:
                             "process) or more worker processes, or leave it out")
     if getattr(args, "seed", None) is not None and args.seed < 0:
         raise AudioclsError(f"--seed {args.seed} is negative: give a whole number 0 or above")
+    if getattr(args, "seed", None) is not None and args.seed > MAX_SEED:
+        raise AudioclsError(f"--seed {args.seed} is too large for NumPy's generator: give a "
+                            f"whole number from 0 to {MAX_SEED}")
+    cap_workers(args)
     if args.command == "train":
         resolve_mode(args.tracking)
+    check_manifest_alone(args)
     if getattr(args, "label_pattern", None):
         from ..data import compile_label_pattern
 
@@ -102,6 +204,7 @@ def validate_settings(args: argparse.Namespace) -> None:
         check_output(output, OUTPUTS[args.command], FILE_EXAMPLES.get(args.command))
     if getattr(args, "cache_dir", None):
         check_output(args.cache_dir, "cache_dir")
+    check_outputs_not_inputs(args)
     if args.command == "dashboard":
         if not 0 < args.port < 65536:
             raise AudioclsError(f"--port {args.port} is not a TCP port: choose 1024 to 65535")
@@ -156,7 +259,7 @@ def cmd_download(args: argparse.Namespace) -> None:
     from ..course import course_root
     from ..data import find_data_root
     from ..gtzan import DATA_DIR, DEFAULT_SOURCE, SOURCES, find_gtzan, known_sha256
-    from .download import ARCHIVE_SUFFIXES, download, extract_archive
+    from .download import ARCHIVE_SUFFIXES, download, extract_archive, missing_members
 
     url = args.url or SOURCES[DEFAULT_SOURCE].url
     if args.sha256 and not re.fullmatch(r"[0-9a-fA-F]{64}", args.sha256):
@@ -171,6 +274,11 @@ def cmd_download(args: argparse.Namespace) -> None:
     dest = Path(args.dest) if args.dest else course_root() / DATA_DIR
     archive = download(url, dest / name, sha256=sha256, progress=_progress())
     if dest.is_dir() and find_data_root(dest) != dest:
+        missing = missing_members(archive, dest)
+        if missing:
+            raise AudioclsError(f"{find_data_root(dest)} lacks {len(missing)} of the files in "
+                                f"{archive} (e.g. {missing[0]}), so it is no complete copy "
+                                "of it; delete it (or choose another --dest) to extract again")
         print(f"{find_data_root(dest)} is already extracted; delete it to extract again")
     else:
         print(f"Extracting {archive} into {dest}")
@@ -217,7 +325,7 @@ def cmd_prepare(args: argparse.Namespace) -> None:
 def cmd_train(args: argparse.Namespace) -> None:
     """Train a recipe and write metrics.json, model.pt and history.csv (DDP under torchrun)."""
     from ..config import apply_profile, get_recipe
-    from ..data import load_manifest, make_splits
+    from ..data import check_labels, load_manifest, make_splits
     from ..models import machine_profile, pick_device
     from .distributed import quiet_unless_main
     from .runner import run_experiment
@@ -228,6 +336,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         recipe = apply_profile(get_recipe(args.recipe), profile)
         if args.manifest:
             manifest = make_splits(load_manifest(args.manifest), "existing")
+            check_labels(manifest, args.allow_similar_labels)  # as prepare checks them
         else:
             manifest, _ = _manifest_with_splits(args)
         print(f"Profile {profile} ({why}); {len(manifest)} clips; output in {args.output_dir}")
@@ -266,32 +375,36 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     if rows.empty:
         raise AudioclsError(f"The {args.subset} split of --split {args.split} is empty (no "
                             f"{args.subset} set); choose another with --subset")
-    _warn_if_trained_on(rows, Path(args.model))
+    trained_on = _warn_if_trained_on(rows, Path(args.model))
     probabilities = predictor.probabilities(rows["path"].tolist())
     targets = [predictor.class_names.index(label) for label in rows["label"]]
     metrics = classification_metrics(targets, probabilities.argmax(1).tolist(),
                                      predictor.class_names)
     print(format_report(metrics, predictor.class_names))
     print(format_confusion_matrix(metrics["confusion_matrix"], predictor.class_names))
-    out = Path(args.out or Path(args.model).with_name(f"evaluation_{args.subset}.json"))
-    write_json(out, {"model": str(args.model), "split": args.split, "subset": args.subset,
+    out = evaluation_path(args)
+    write_json(out, {"model": str(args.model), "data_dir": str(args.data_dir),
+                     "split": args.split, "seed": args.seed, "subset": args.subset,
+                     "clips_that_trained_the_model": trained_on,
                      "classes": predictor.class_names, **metrics})
     print(f"Wrote {out}")
 
 
-def _warn_if_trained_on(rows, model: Path) -> None:  # noqa: ANN001 - pandas type
-    """Warn when clips being scored trained the model (its run's manifest.csv says so)."""
+def _warn_if_trained_on(rows, model: Path) -> int | None:  # noqa: ANN001 - pandas type
+    """Warn when clips being scored trained the model (its run's manifest.csv says so); return
+    how many did (None: no manifest.csv beside the model to tell)."""
     import pandas as pd
 
     run_manifest = model.with_name("manifest.csv")
     if not run_manifest.exists():
-        return
+        return None
     trained = pd.read_csv(run_manifest, usecols=["path", "split"], dtype=str)
     seen = set(trained.loc[trained["split"] == "train", "path"])
     overlap = int(rows["path"].isin(seen).sum())
     if overlap:
         print(f"Warning: {overlap} of these {len(rows)} clips trained this model ({run_manifest} "
               "says so): evaluate with the --split and --seed it was trained with")
+    return overlap
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
@@ -361,8 +474,8 @@ def _add_data_arguments(parser: argparse.ArgumentParser, required: bool = True) 
                         help="read labels from file names: 'fsdd' or a regex with (?P<label>...)")
     parser.add_argument("--labels", default=None,
                         help="CSV with columns path,label[,group] (paths relative to --data-dir)")
-    parser.add_argument("--split", default="random", choices=["random", "group", "filtered"],
-                        help="random: per-class stratified (seed 42); group: no speaker/artist "
+    parser.add_argument("--split", default=None, choices=["random", "group", "filtered"],
+                        help="random (default): per-class stratified (seed 42); group: no speaker/artist "
                              "in two splits; filtered: GTZAN's artist-filtered split (Kereliuk "
                              "et al. 2015)")
     parser.add_argument("--seed", type=int, default=42)
@@ -497,6 +610,9 @@ def one_line_warnings(command: str) -> Iterator[None]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; user mistakes and disk faults print one line and exit with status 2."""
+    for stream in (sys.stdout, sys.stderr):  # a label in a terminal that cannot show it: escaped
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     args = build_parser().parse_args(argv)
     if args.command == "train" and not (args.data_dir or args.manifest):
         print("audiocls train: error: give --data-dir or --manifest", file=sys.stderr)

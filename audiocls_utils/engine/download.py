@@ -204,6 +204,12 @@ def _extract_all(archive: Path, folder: Path) -> None:
             tar.extractall(folder)  # noqa: S202
 
 
+def missing_members(archive: str | Path, dest: str | Path) -> list[str]:
+    """Return the archive's members that are not in `dest` (empty: it is all extracted there)."""
+    return [name for name in _members(Path(archive))
+            if name not in ("", ".") and not os.path.lexists(Path(dest) / name)]
+
+
 def extract_archive(archive: str | Path, dest: str | Path) -> list[Path]:
     """Extract `archive` into `dest` safely; return the top-level paths it created.
 

@@ -31,14 +31,21 @@ def example_input(predictor: Predictor, batch: int = 2) -> torch.Tensor:
     return torch.randn(batch, predictor.recipe.feature.n_mels, predictor.num_frames) * 10 - 40
 
 
+def export_paths(model_path: str | Path, fmt: str, out: str | Path | None = None
+                 ) -> tuple[Path, Path]:
+    """Return the file `export_model` writes (`out`, else beside the model) and its JSON sidecar."""
+    out = Path(out) if out else Path(model_path).with_suffix(".ts" if fmt == "torchscript"
+                                                             else ".onnx")
+    return out, out.with_suffix(out.suffix + ".json")
+
+
 def export_model(model_path: str | Path, fmt: str, out: str | Path | None = None) -> Path:
     """Export `model_path` as `fmt` next to it (or to `out`) and write a JSON sidecar."""
     if fmt not in FORMATS:
         raise AudioclsError(f"Unknown export format {fmt!r}; choose one of {list(FORMATS)}")
     predictor = Predictor.from_file(model_path, device="cpu")
     module = segment_classifier(predictor).eval()
-    suffix = ".ts" if fmt == "torchscript" else ".onnx"
-    out = Path(out) if out else Path(model_path).with_suffix(suffix)
+    out, sidecar = export_paths(model_path, fmt, out)
     sample = example_input(predictor)
     buffer = io.BytesIO()
     with torch.no_grad():
@@ -47,7 +54,7 @@ def export_model(model_path: str | Path, fmt: str, out: str | Path | None = None
         else:
             _export_onnx(module, sample, buffer)
     write_bytes(out, buffer.getvalue())
-    write_json(out.with_suffix(out.suffix + ".json"), {
+    write_json(sidecar, {
         "format": fmt,
         "input": "log-Mel segments (batch, n_mels, frames) from the feature_config below",
         "output": "class probabilities (batch, classes) in class_names order",

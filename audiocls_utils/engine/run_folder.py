@@ -2,10 +2,10 @@
 
 `run.json`, written before any other file of a run, records what defines the run: the recipe
 (with its feature settings), the seed, how the split was made, a fingerprint of the clips (paths,
-labels, splits and file sizes) and the package version. Training into a folder that holds a run
-of other settings stops with one line saying what differs; `resume` continues only a run of the
-same settings (a recipe stepped by StepLR may ask for more epochs), and a finished run is left as
-it is.
+labels, splits and a cheap signature of each file's content) and the package version. Training
+into a folder that holds a run of other settings stops with one line saying what differs;
+`resume` continues only a run of the same settings (a recipe stepped by StepLR may ask for more
+epochs), and a finished run is left as it is.
 
 While a run writes to its folder it holds `run.lock` (pid, host and start time), created with
 O_EXCL: a second run into the same folder stops at once and names the holder. A lock whose
@@ -28,7 +28,7 @@ import pandas as pd
 from .. import __version__
 from ..config import Recipe
 from ..errors import AudioclsError
-from ..files import remove_temp_files, write_json
+from ..files import file_signature, remove_temp_files, write_json
 
 RUN_FILE = "run.json"
 LOCK_FILE = "run.lock"
@@ -37,6 +37,8 @@ RUN_FORMAT = "audiocls-run/1"
 RUN_FILES = ("run.json", "manifest.csv", "recipe.json", "history.csv", "metrics.json", "model.pt",
              "confusion_matrix.png", "checkpoints/best.pt", "checkpoints/last.pt")
 FINISHED_FILES = ("metrics.json", "history.csv", "model.pt")
+# What `audiocls export` writes beside model.pt by default (each with a .json sidecar).
+EXPORT_FILES = ("model.onnx", "model.ts")
 
 
 class Plan(Enum):
@@ -55,15 +57,15 @@ def now() -> str:
 # ----------------------------------------------------------------------------- what defines a run
 
 def data_fingerprint(manifest: pd.DataFrame) -> str:
-    """Return a SHA-256 of the clips a run uses: each path, label, split and file size."""
+    """Return a SHA-256 of the clips a run uses: each path, label, split and content signature.
+
+    The signature (`file_signature`: size, modification time, both ends' bytes) notices clips
+    regenerated with new content at the same size, at about 0.1 ms a clip.
+    """
     digest = hashlib.sha256()
     for path, label, split in sorted(zip(manifest["path"].astype(str), manifest["label"].astype(str),
                                          manifest["split"].astype(str), strict=True)):
-        try:
-            size = os.stat(path).st_size
-        except OSError:
-            size = -1
-        digest.update(f"{path}\0{label}\0{split}\0{size}\n".encode())
+        digest.update(f"{path}\0{label}\0{split}\0{file_signature(path)}\n".encode())
     return digest.hexdigest()
 
 
@@ -87,7 +89,28 @@ def read_record(folder: Path) -> dict[str, Any] | None:
     if not isinstance(record, dict) or record.get("format") != RUN_FORMAT:
         raise AudioclsError(f"{path} is not an audiocls run record ({RUN_FORMAT}); delete the "
                             f"folder {folder} or train into another --output-dir")
+    problem = record_problem(record)
+    if problem:
+        raise AudioclsError(f"{path} is damaged ({problem}); delete the folder {folder} or train "
+                            "into another --output-dir")
     return record
+
+
+def record_problem(record: dict[str, Any]) -> str | None:
+    """Return the first value of a run record that is not of the kind a run writes, or None."""
+    recipe, data = record.get("recipe"), record.get("data")
+    expected = [("recipe", recipe, dict), ("data", data, dict), ("seed", record.get("seed"), int),
+                ("finished", record.get("finished"), bool)]
+    if isinstance(recipe, dict):
+        expected += [("recipe.epochs", recipe.get("epochs"), int),
+                     ("recipe.feature", recipe.get("feature"), dict)]
+    if isinstance(data, dict):
+        expected.append(("data.fingerprint", data.get("fingerprint"), str))
+    kinds = {dict: "an object", int: "a whole number", str: "a string", bool: "true or false"}
+    for name, value, kind in expected:
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            return f"{name} is {json.dumps(value)[:40]}, not {kinds[kind]}"
+    return None
 
 
 def _changed(name: str, old: Any, new: Any) -> str:
@@ -174,6 +197,11 @@ def plan_run(folder: Path, record: dict[str, Any], manifest: pd.DataFrame, resum
     if old is None:
         if overwrite or not holds_run(folder):
             return Plan.FRESH
+        if [name for name in RUN_FILES if (folder / name).exists()] == ["manifest.csv"]:
+            raise AudioclsError(
+                f"{folder} holds a manifest.csv that no run wrote (no {RUN_FILE} beside it); "
+                "train into another --output-dir, or pass --overwrite to train there (your "
+                "manifest.csv is then renamed, not deleted)")
         raise AudioclsError(
             f"{folder} holds files of a run with no {RUN_FILE} (from an older audiocls or a "
             "notebook), which cannot be checked; train into another --output-dir, or pass "
@@ -196,10 +224,53 @@ def plan_run(folder: Path, record: dict[str, Any], manifest: pd.DataFrame, resum
     return Plan.RESUME
 
 
+def _read_json(path: Path) -> Any:
+    """Return the JSON in `path`, or None when it is missing or not JSON."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+
+
+def derived_files(folder: Path) -> list[Path]:
+    """Return what audiocls made from the folder's model.pt: default exports with their JSON,
+    and the evaluations that name it (files a user wrote are never among them)."""
+    found = []
+    for name in EXPORT_FILES:
+        sidecar = _read_json(folder / f"{name}.json")
+        if isinstance(sidecar, dict) and {"format", "class_names", "feature_config"} <= set(sidecar):
+            found += [p for p in (folder / name, folder / f"{name}.json") if p.is_file()]
+    for path in sorted(folder.glob("evaluation_*.json")):
+        record = _read_json(path)
+        if (isinstance(record, dict) and {"model", "subset", "classes"} <= set(record)
+                and Path(str(record["model"])).name == "model.pt"):
+            found.append(path)
+    return found
+
+
+def set_aside(path: Path) -> Path:
+    """Rename `path` to a free name beside it (manifest.csv -> manifest.kept.csv); return it."""
+    for number in range(1000):
+        target = path.with_name(f"{path.stem}.kept{number or ''}{path.suffix}")
+        if not target.exists():
+            os.rename(path, target)
+            return target
+    raise AudioclsError(f"{path}: too many kept copies beside it; move them away")
+
+
 def clear_run(folder: Path) -> None:
-    """Delete the files a run wrote in `folder` (and nothing else)."""
-    for name in RUN_FILES:
-        (folder / name).unlink(missing_ok=True)
+    """Delete the files a run wrote in `folder`, and what was made from its model (nothing else).
+
+    A manifest.csv with no run.json beside it may be the user's own: it is set aside, not deleted.
+    """
+    manifest = folder / "manifest.csv"
+    if manifest.is_file() and not (folder / RUN_FILE).exists():
+        print(f"Kept {manifest} (no run.json says a run wrote it) as {set_aside(manifest)}")
+    derived = derived_files(folder)
+    for path in [*(folder / name for name in RUN_FILES), *derived]:
+        path.unlink(missing_ok=True)
+    if derived:
+        print(f"Removed {', '.join(p.name for p in derived)}: made from the model being replaced")
 
 
 def remove_leftovers(folder: Path) -> None:

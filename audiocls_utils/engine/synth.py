@@ -29,6 +29,7 @@ from ..files import write_bytes
 from ..gtzan import GENRES  # GTZAN's ten genres, which this dataset copies
 
 SAMPLE_RATE = 22050
+MAX_SECONDS = 600.0  # longest clip `synth` makes: 10 min takes about 0.5 GB while it is made
 
 _VERSION = 1  # bump whenever the audio changes, so cached datasets regenerate
 _PERSONA_TAG = 7_919  # keeps artist seeds apart from clip seeds
@@ -769,6 +770,9 @@ def _check_audio_args(seconds: float, seed: int, difficulty: float, sample_rate:
         raise ValueError(f"sample_rate must be at least 8000 Hz, got {sample_rate!r}")
     if not (math.isfinite(seconds) and round(seconds * sample_rate) >= 1):
         raise ValueError(f"seconds must be positive (at least one sample), got {seconds!r}")
+    if seconds > MAX_SECONDS:
+        raise ValueError(f"seconds must be at most {MAX_SECONDS:g} (10 min per clip; a clip "
+                         f"takes memory while it is made), got {seconds!r}")
     if not 0.0 <= difficulty <= 1.0:
         raise ValueError(f"difficulty must be in [0, 1] (0 easy, 1 hard), got {difficulty!r}")
     if seed < 0:
