@@ -92,14 +92,24 @@ def workdir() -> Path:
     return folder.resolve()
 
 
-def resolve_profile(profile: str | None, device: torch.device | str) -> tuple[str, str]:
-    """Return the profile and why: the argument, else $AUDIOCLS_PROFILE, else what fits the device."""
+def resolve_profile(profile: str | None, device: torch.device | str,
+                    built_in_set: bool = False) -> tuple[str, str]:
+    """Return the profile and why: the argument, else $AUDIOCLS_PROFILE, else what fits the device.
+
+    On a GPU with only the built-in set (`built_in_set`: no GTZAN, as on a fresh Colab), the
+    device's profile would generate a GTZAN-sized set first (minutes) to train the recipes as
+    written: `cpu` is chosen instead, and the reason says how to ask for more.
+    """
     if profile or os.environ.get(PROFILE_ENV):
         chosen, why = ((profile, "set in the parameters cell") if profile
                        else (os.environ[PROFILE_ENV], f"set by {PROFILE_ENV}"))
         chosen = chosen.lower()
     else:
         chosen, why = machine_profile(device)
+        if built_in_set and chosen in ("gpu16", "full"):
+            chosen, why = "cpu", (f"{why}, but no GTZAN here: the built-in set in the cpu profile's "
+                                  f"size; set {PROFILE_ENV}={chosen} to generate a GTZAN-sized set "
+                                  "and train the recipes as written")
     if chosen not in PROFILES:
         raise AudioclsError(f"Unknown profile {chosen!r} (from {PROFILE_ENV} or the parameters "
                             f"cell); choose one of {list(PROFILES)}")
@@ -372,7 +382,9 @@ def setup_notebook(profile: str | None = None, data: str | None = None, seed: in
     _use_inline_figures()
     plt.rcParams.update({"figure.dpi": 100, "axes.titlesize": 11})
     device, device_why = resolve_device(device)
-    chosen, why = resolve_profile(profile, device)
+    named = data or os.environ.get(DATA_ENV)
+    built_in_set = (named.lower() in SYNTHETIC) if named else find_gtzan(course_root()) is None
+    chosen, why = resolve_profile(profile, device, built_in_set)
     seed_everything(seed)
     dataset = find_dataset(data, chosen, progress=widgets_enabled() if progress is None else progress)
     course = Course(chosen, device, seed, dataset, workdir(), tracking_mode(chosen))

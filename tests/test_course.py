@@ -58,6 +58,10 @@ def test_profile_comes_from_argument_then_environment_then_device(
     stub_gpu(monkeypatch, "Tesla T4", total_gib=14.6, major=7)
     profile, why = resolve_profile(None, "cuda")
     assert profile == "gpu16" and "Tesla T4 has 14.6 GiB" in why
+    # A fresh Colab: a T4 and no GTZAN. Generating a GTZAN-sized built-in set would take minutes.
+    profile, why = resolve_profile(None, "cuda", built_in_set=True)
+    assert profile == "cpu" and "no GTZAN here" in why and "AUDIOCLS_PROFILE=gpu16" in why
+    assert resolve_profile("gpu16", "cuda", built_in_set=True)[0] == "gpu16"  # asked for: kept
     with pytest.raises(AudioclsError, match="laptop"):
         resolve_profile("laptop", "cpu")
 

@@ -108,3 +108,13 @@ def test_ci_runs_the_readme_test_command() -> None:
     assert "make test" in (REPO / ".ci" / "run").read_text()
     readme = (REPO / "README.md").read_text()
     assert "make demo" in readme and "make test" in readme
+
+
+def test_colab_keeps_its_ipywidgets_and_torch() -> None:
+    """Colab ships ipywidgets 7.7.1 and its own torch: the declared ranges must accept them, or the
+    chapters' install cell would replace them inside a live runtime (its widgets then break)."""
+    from packaging.requirements import Requirement
+
+    declared = {Requirement(r).name.lower(): Requirement(r).specifier for r in _project()["dependencies"]}
+    assert declared["ipywidgets"].contains("7.7.1")
+    assert declared["torch"].contains("2.6.0") and declared["torch"].contains("2.11.0")
