@@ -1,7 +1,7 @@
 """Faults in settings and runs: each ends in one line naming the value and what to do, exit 2.
 
 Every case below is run through `audiocls_utils.engine.cli.main`, and the line it prints must be
-the one README.md's table "Faults in settings and runs" shows for it. After changing a message,
+the one docs/robustness.md's table "Faults in settings and runs" shows for it. After changing a message,
 rewrite the table with `UPDATE_README=1 python -m pytest tests/test_fault_table.py`.
 
 Settings are checked before any long work: in the cases not marked `long_work`, decoding,
@@ -32,7 +32,7 @@ import audiocls_utils.files
 from audiocls_utils.engine.cli import main
 from audiocls_utils.engine.synth import generate_dataset
 
-README = REPO / "README.md"
+README = REPO / "docs" / "robustness.md"  # the table lives there (README links it)
 START, END = "<!-- faults:start -->", "<!-- faults:end -->"
 HEADER = ("| fault | command | what it says after `audiocls <command>: error:` (exit 2) |\n"
           "| --- | --- | --- |")
@@ -492,7 +492,7 @@ def run_case(item: Case, folder: Path, capsys: pytest.CaptureFixture[str]) -> st
 
 
 def readme_rows() -> list[str]:
-    """Return the rows of README.md's fault table (between the markers)."""
+    """Return the rows of docs/robustness.md's fault table (between the markers)."""
     text = README.read_text()
     if START not in text or END not in text:
         return []
@@ -516,10 +516,10 @@ def test_fault_gives_the_line_the_readme_shows(item: Case, tmp_path: Path,
     shown = {fault_of(line): line for line in readme_rows()}
     if os.environ.get("UPDATE_README"):
         return  # test_readme_table_lists_every_case rewrites the table
-    assert item.fault in shown, (f"README.md's fault table has no row for {item.fault!r}; run "
+    assert item.fault in shown, (f"docs/robustness.md's fault table has no row for {item.fault!r}; run "
                                  "UPDATE_README=1 python -m pytest tests/test_fault_table.py")
     assert shown[item.fault] == row, "\n" + "\n".join(difflib.unified_diff(
-        [shown[item.fault]], [row], "README.md", "audiocls", lineterm=""))
+        [shown[item.fault]], [row], "docs/robustness.md", "audiocls", lineterm=""))
 
 
 def test_readme_table_lists_every_case(tmp_path: Path, capsys: pytest.CaptureFixture[str],
