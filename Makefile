@@ -44,7 +44,7 @@ bench: $(DEV_STAMP)
 	$(BIN)/python benchmarks/bench_pipeline.py $(BENCH_ARGS)
 
 demo: $(LAB_STAMP)
-	$(BIN)/python -m audiocls_utils.engine.notebooks --out outputs/notebooks
+	$(BIN)/python scripts/run_notebooks.py --out outputs/notebooks
 
 demo-cli: $(LAB_STAMP)
 	$(BIN)/python -m audiocls_utils.engine.demo --out $(DEMO_DIR)

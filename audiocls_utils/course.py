@@ -14,7 +14,8 @@ Every notebook starts with `course = setup_notebook(...)`. What it reads (all op
 - AUDIOCLS_WIDGETS: 0 draws static figures where a notebook would show ipywidgets sliders.
 
 This is plumbing a learner need not read: the chapters write the classifier's code themselves.
-`make demo` (`python -m audiocls_utils.engine.notebooks`) executes the notebooks.
+`make demo` (`python scripts/run_notebooks.py`) executes the notebooks. Nothing in the package
+imports this module: it is the top layer, above the core and the engine.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ import torch
 from .config import PROFILES, FeatureConfig, Recipe, apply_profile, get_recipe
 from .data import (
     build_manifest,
+    course_root,
     find_data_root,
     limit_per_class,
     load_manifest,
@@ -75,15 +77,6 @@ HEADLINE = "Headline: "  # the line `make demo` picks out of each executed noteb
 
 
 # ----------------------------------------------------------------------------- where things are
-
-def course_root() -> Path:
-    """Return the course folder (holding notebooks/ and audiocls_utils/), else the working folder."""
-    here = Path.cwd().resolve()
-    for folder in (Path(__file__).resolve().parents[1], here, *here.parents):
-        if (folder / "notebooks").is_dir() and (folder / "audiocls_utils").is_dir():
-            return folder
-    return here
-
 
 def workdir() -> Path:
     """Return (and create) the folder notebooks write to: $AUDIOCLS_WORKDIR or outputs/course."""

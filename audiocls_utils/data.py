@@ -44,6 +44,15 @@ class Excluded:
         return f"{self.path}: {self.reason}"
 
 
+def course_root() -> Path:
+    """Return the course folder (holding notebooks/ and audiocls_utils/), else the working folder."""
+    here = Path.cwd().resolve()
+    for folder in (Path(__file__).resolve().parents[1], here, *here.parents):
+        if (folder / "notebooks").is_dir() and (folder / "audiocls_utils").is_dir():
+            return folder
+    return here
+
+
 def find_data_root(data_dir: str | Path) -> Path:
     """Return the folder of class folders inside `data_dir` (GTZAN's and Kaggle's layouts too)."""
     root = Path(data_dir).expanduser()

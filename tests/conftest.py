@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,6 +13,8 @@ import pytest
 os.environ.setdefault("SWANLAB_MODE", "disabled")  # tests never track unless they ask to
 os.environ.setdefault("AUDIOCLS_OFFLINE", "1")  # and never reach for the network
 os.environ.setdefault("MPLBACKEND", "Agg")
+# The repo's scripts (make demo's notebook runner) are tested too; they live outside the package.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
 from helpers import FSDD, tone, write_wav  # noqa: E402
 

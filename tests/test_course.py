@@ -14,9 +14,11 @@ import nbformat
 import numpy as np
 import pandas as pd
 import pytest
+import run_notebooks as notebooks  # scripts/ (tests/conftest.py puts it on the path)
 import soundfile as sf
 import torch
 from helpers import stub_gpu
+from run_notebooks import notebook_headline
 
 from audiocls_utils import course
 from audiocls_utils.audio import load_audio
@@ -37,8 +39,6 @@ from audiocls_utils.course import (
     workdir,
 )
 from audiocls_utils.data import build_manifest, limit_per_class, make_splits, save_manifest
-from audiocls_utils.engine import notebooks
-from audiocls_utils.engine.notebooks import notebook_headline
 from audiocls_utils.engine.run_folder import finish_run, run_record
 from audiocls_utils.errors import AudioclsError
 from audiocls_utils.features import LogMel

@@ -316,7 +316,7 @@ def test_a_full_disk_keeps_the_part_file_and_says_how_much_to_free(
 def test_download_without_dest_lands_where_the_chapters_look(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from audiocls_utils import course, gtzan
+    from audiocls_utils import data, gtzan
 
     tree = tmp_path / "source"
     write_wav(tree / "genres" / "blues" / "blues.00000.wav", tone(300, 0.05))
@@ -324,7 +324,7 @@ def test_download_without_dest_lands_where_the_chapters_look(
     with tarfile.open(archive, "w:gz") as tar:
         tar.add(tree / "genres", arcname="genres")
     folder = tmp_path / "course"
-    monkeypatch.setattr(course, "course_root", lambda: folder)
+    monkeypatch.setattr(data, "course_root", lambda: folder)
     assert main(["download", "gtzan", "--url", archive.as_uri()]) == 0
     assert (folder / gtzan.DATA_DIR / "genres" / "blues" / "blues.00000.wav").is_file()
     assert gtzan.find_gtzan(folder) == folder / gtzan.DATA_DIR

@@ -1,5 +1,13 @@
-"""The package's two layers: the core a learner reads never imports the engine, inference never
-imports training, and no module imports itself back through others (no cycles)."""
+"""The package's layers, read from where each module sits, so a new module cannot slip past:
+
+- the **core**: every module directly in audiocls_utils/ (what the chapters write and a learner
+  reads), except the session below;
+- the **engine**: audiocls_utils/engine/ (cache, runner, CLI, downloads, export, the built-in set),
+  and `__main__`, the CLI's `python -m audiocls_utils` door;
+- the **session**: audiocls_utils/course.py, the notebooks' session, the top layer.
+
+Imports point down only (core -> core; engine -> core, engine; the session -> anything), nothing
+imports the session, inference never imports training, and there are no import cycles."""
 
 from __future__ import annotations
 
@@ -7,8 +15,15 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "audiocls_utils"
-CORE = {"audio", "augment", "baseline", "config", "data", "errors", "features", "files", "gtzan", "metrics",
-        "models", "plots", "predict", "pretrained", "train"}
+SESSION = "course"
+RANK = {"core": 0, "engine": 1, "session": 2}
+
+
+def layer(module: str) -> str:
+    """Return the layer of a module, from where it sits."""
+    if module == SESSION:
+        return "session"
+    return "engine" if module.split(".")[0] in ("engine", "__main__") else "core"
 
 
 def module_name(path: Path) -> str:
@@ -45,12 +60,19 @@ def test_imports_are_resolved_against_the_package() -> None:
     assert graph["models"] == {"config", "errors"}  # machine_profile asks config which profile fits
 
 
-def test_the_core_never_imports_the_engine_or_the_notebook_session() -> None:
+def test_layers_are_read_from_the_folders() -> None:
     graph = import_graph()
-    assert CORE <= set(graph), f"core modules missing: {CORE - set(graph)}"
-    for module in CORE:
-        outside = {i for i in graph[module] if i.split(".")[0] not in CORE}
-        assert not outside, f"core module {module} imports {sorted(outside)}"
+    assert layer("pretrained") == "core" and layer("engine.cli") == "engine" and layer("course") == "session"
+    assert {"audio", "features", "data", "models", "train", "baseline", "pretrained"} <= {
+        m for m in graph if layer(m) == "core"}
+
+
+def test_no_module_imports_one_above_it_and_nothing_imports_the_session() -> None:
+    graph = import_graph()
+    for module, imported in graph.items():
+        above = {i for i in imported if RANK[layer(i)] > RANK[layer(module)]}
+        assert not above, f"{module} ({layer(module)}) imports {sorted(above)}, above it"
+        assert SESSION not in imported, f"{module} imports the notebooks' session ({SESSION})"
 
 
 def test_inference_never_imports_training() -> None:

@@ -12,8 +12,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
-
-from audiocls_utils.engine.notebooks import NOTEBOOKS
+from run_notebooks import NOTEBOOKS  # scripts/ (tests/conftest.py puts it on the path)
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOK_DIR = REPO / "notebooks"

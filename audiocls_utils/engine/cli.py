@@ -256,8 +256,7 @@ def cmd_download(args: argparse.Namespace) -> None:
     import re
     import urllib.parse
 
-    from ..course import course_root
-    from ..data import find_data_root
+    from ..data import course_root, find_data_root
     from ..gtzan import DATA_DIR, DEFAULT_SOURCE, SOURCES, find_gtzan, known_sha256
     from .download import ARCHIVE_SUFFIXES, download, extract_archive, missing_members
 

@@ -1,6 +1,6 @@
 """`make demo`: execute the course's notebooks into executed copies and HTML, with each headline.
 
-`python -m audiocls_utils.engine.notebooks --out outputs/notebooks` runs the five chapters in
+`python scripts/run_notebooks.py --out outputs/notebooks` runs the five chapters in
 the `cpu` profile on the built-in set (unless AUDIOCLS_DATA is set) and prints a summary.
 """
 
@@ -16,9 +16,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..config import PROFILES
-from ..course import DATA_ENV, HEADLINE, PROFILE_ENV, WIDGETS_ENV, WORKDIR_ENV, course_root, workdir
-from ..files import write_bytes
+from audiocls_utils.config import PROFILES
+from audiocls_utils.course import (
+    DATA_ENV,
+    HEADLINE,
+    PROFILE_ENV,
+    WIDGETS_ENV,
+    WORKDIR_ENV,
+    course_root,
+    workdir,
+)
+from audiocls_utils.files import write_bytes
 
 NOTEBOOKS = ("01_dataset_exploration", "02_spectrogram_visualization", "03_baseline_resnet18",
              "04_advanced_resnext", "05_baselines_and_pretrained")
