@@ -232,7 +232,8 @@ def apply_profile(recipe: Recipe, profile: str) -> Recipe:
 
 def _shrink(recipe: Recipe, *, model: str, image_size: int, epochs: int, segment_seconds: float,
             batch_size: int, clips_per_class: int | None, name_suffix: str) -> Recipe:
-    """Return a smaller copy of `recipe` with its schedule scaled to the new epoch count."""
+    """Return a smaller copy of `recipe` with its schedule scaled to the new epoch count
+    (a warmup never shorter than 2 epochs, the shortest that ramps)."""
     epochs = min(epochs, recipe.epochs)
     ratio = epochs / recipe.epochs
     return replace(
@@ -243,7 +244,9 @@ def _shrink(recipe: Recipe, *, model: str, image_size: int, epochs: int, segment
         epochs=epochs,
         segment_seconds=min(segment_seconds, recipe.segment_seconds),
         batch_size=batch_size,
-        warmup_epochs=math.ceil(recipe.warmup_epochs * ratio),
+        # A warmup of 1 epoch is none (LinearLR reaches the full rate at once): keep at least 2.
+        warmup_epochs=min(epochs, max(2, math.ceil(recipe.warmup_epochs * ratio)))
+        if recipe.warmup_epochs else 0,
         step_size=max(1, round(recipe.step_size * ratio)) if recipe.step_size else 0,
         clips_per_class=clips_per_class,
     )

@@ -140,6 +140,7 @@ def plot_history(history: pd.DataFrame) -> Figure:
     for ax in (loss_ax, acc_ax):
         ax.grid(alpha=0.3)
         ax.legend()
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs: no 1.5
     figure.tight_layout()
     return figure
 
@@ -320,6 +321,7 @@ def plot_lr_schedule(recipes: Mapping[str, Recipe]) -> Figure:
         ax.step(np.arange(1, recipe.epochs + 1), scheduled_rates(recipe, recipe.lr), where="mid",
                 marker="o", markersize=3, label=name)
     ax.set(title="Learning rate per epoch", xlabel="Epoch", ylabel="Learning rate", yscale="log")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(alpha=0.3)
     ax.legend()
     figure.tight_layout()

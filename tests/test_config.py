@@ -74,7 +74,7 @@ def test_profiles_shrink_but_full_is_the_recipe_as_written() -> None:
     assert apply_profile(advanced, "full") == advanced
     cpu, smoke = apply_profile(advanced, "cpu"), apply_profile(advanced, "smoke")
     assert cpu.image_size < advanced.image_size and cpu.epochs < advanced.epochs
-    assert 1 <= cpu.warmup_epochs < cpu.epochs and cpu.step_size >= 1
+    assert 2 <= cpu.warmup_epochs < cpu.epochs and cpu.step_size >= 1
     assert smoke.epochs <= cpu.epochs and smoke.clips_per_class is not None
     assert cpu.model == smoke.model == "resnet18"  # grouped convolutions crawl on CPUs
     assert choose_profile("cuda:0")[0] == "full" and choose_profile("cpu")[0] == "cpu"
@@ -140,3 +140,13 @@ def test_frame_count_matches_a_centered_stft() -> None:
     config = FeatureConfig(hop_length=512)
     assert config.num_frames(22050 * 30) == 1292
     assert config.seconds_to_frames(1.0) == 44
+
+
+@pytest.mark.parametrize("profile", ["cpu", "smoke"])
+@pytest.mark.parametrize("name", ["advanced", "course"])
+def test_a_shrunk_warmup_still_ramps(name: str, profile: str) -> None:
+    # Scaled by epochs alone, the course recipe's 2 warmup epochs of 30 become 1 in `cpu`, and a
+    # 1-epoch LinearLR starts at the full rate: no warmup. The profiles keep 2, half then all.
+    recipe = apply_profile(get_recipe(name), profile)
+    assert recipe.warmup_epochs == 2
+    assert scheduled_rates(recipe)[:2] == pytest.approx([0.5, 1.0])

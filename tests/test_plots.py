@@ -15,6 +15,7 @@ from audiocls_utils.plots import (
     plot_durations,
     plot_filterbank,
     plot_framing,
+    plot_history,
     plot_lr_schedule,
     plot_mel_scale,
     plot_mfcc,
@@ -145,3 +146,17 @@ def test_sweep_window_draws_the_same_seconds_with_each_hop() -> None:
     assert axes[1].images[0].get_extent()[0] == pytest.approx(8.5 * 512 / 22050)
     with pytest.raises(ValueError, match="holds no frame"):
         plot_parameter_sweep(waveform, CONFIG, "hop_length", [128], window=(5.0, 6.0))
+
+
+def test_epoch_axes_tick_whole_epochs_only() -> None:
+    # Two epochs left matplotlib free to tick 1.25, 1.5, ...: an epoch has no halves.
+    history = pd.DataFrame({"epoch": [1, 2], "train_loss": [2.0, 1.0], "train_acc": [0.5, 0.8],
+                            "val_loss": [2.1, 1.5], "val_acc": [0.4, 0.6]})
+    figures = [plot_history(history), plot_run_comparison({"a": history}, {"a": 0.5}),
+               plot_lr_schedule({"smoke": apply_profile(get_recipe("course"), "smoke")})]
+    for figure in figures:
+        ax = figure.axes[0]
+        figure.canvas.draw()
+        ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+        assert ticks and all(float(t).is_integer() for t in ticks), ticks
+        plt.close(figure)

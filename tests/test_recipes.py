@@ -54,11 +54,12 @@ def test_existing_recipes_keep_their_schedule_and_have_no_mixup() -> None:
 
 def test_course_recipe_fits_the_cpu_profile() -> None:
     cpu = apply_profile(get_recipe("course"), "cpu")
-    assert (cpu.epochs, cpu.warmup_epochs, cpu.schedule, cpu.segment_seconds) == (10, 1, "cosine", 3.0)
-    # One warmup epoch at the full rate, then a cosine over the 9 others: the last is k = 8.
+    assert (cpu.epochs, cpu.warmup_epochs, cpu.schedule, cpu.segment_seconds) == (10, 2, "cosine", 3.0)
+    # Two warmup epochs (2 of 30 scaled to 10 would be 1, no warmup: profiles keep 2), then a
+    # cosine over the 8 others: the last is k = 7.
     rates = scheduled_rates(cpu)
-    assert rates[:2] == pytest.approx([1.0, 1.0])
-    assert rates[-1] == pytest.approx(0.5 * (1 + math.cos(math.pi * 8 / 9)))
+    assert rates[:3] == pytest.approx([0.5, 1.0, 1.0])
+    assert rates[-1] == pytest.approx(0.5 * (1 + math.cos(math.pi * 7 / 8)))
 
 
 def test_mixup_blends_each_example_with_its_neighbour_and_the_loss_weighs_both_targets() -> None:
@@ -96,11 +97,11 @@ def test_mixup_blends_each_example_with_its_neighbour_and_the_loss_weighs_both_t
 def test_course_recipe_learns_end_to_end(tmp_path: Path, tone_dataset: Path) -> None:
     manifest = make_splits(build_manifest(tone_dataset, progress=False)[0], "random")
     recipe = replace(apply_profile(get_recipe("course"), "smoke"), epochs=6, clips_per_class=None)
-    assert recipe.warmup_epochs == 1 and recipe.schedule == "cosine"
+    assert recipe.warmup_epochs == 2 and recipe.schedule == "cosine"
     result = run_experiment(manifest, recipe, tmp_path / "course", seed=0, progress=False,
                             tracking_mode="disabled")
-    # One warmup epoch at the full rate, then 0.5 * (1 + cos(pi * k / 5)) for k = 0..4.
-    factors = [1.0, 1.0, 0.904508, 0.654508, 0.345492, 0.095492]
+    # Two warmup epochs at 1/2 and 2/2 of the rate, then 0.5 * (1 + cos(pi * k / 4)) for k = 0..3.
+    factors = [0.5, 1.0, 1.0, 0.853553, 0.5, 0.146447]
     assert list(result.history["lr"]) == pytest.approx([recipe.lr * f for f in factors], rel=1e-5)
     assert result.metrics["test"]["accuracy"] >= 0.8  # chance is 1/3
 

@@ -75,12 +75,13 @@ def test_advanced_recipe_with_augmentation_runs(tmp_path: Path, tone_dataset: Pa
     manifest = make_splits(build_manifest(tone_dataset, progress=False)[0], "random")
     recipe = _quick("advanced", epochs=3)
     assert recipe.noise_std > 0 and recipe.time_mask > 0 and recipe.gain_db > 0
-    # The smoke profile scales 5 warmup epochs of 30 to 1 and a step every 10 to every 1.
-    assert (recipe.warmup_epochs, recipe.step_size, recipe.gamma) == (1, 1, 0.1)
+    # The smoke profile scales 5 warmup epochs of 30 to 2 (1 would be no warmup: the shortest
+    # that ramps) and a step every 10 to every 1.
+    assert (recipe.warmup_epochs, recipe.step_size, recipe.gamma) == (2, 1, 0.1)
     result = run_experiment(manifest, recipe, tmp_path / "adv", seed=0, progress=False,
                             tracking_mode="disabled")
-    # One warmup epoch at the full rate, then StepLR: 1, then 0.1.
-    assert list(result.history["lr"]) == pytest.approx([1e-3, 1e-3, 1e-4])
+    # Two warmup epochs at 1/2 and 2/2 of the rate, then StepLR's first period at the full rate.
+    assert list(result.history["lr"]) == pytest.approx([5e-4, 1e-3, 1e-3])
     assert result.metrics["test"]["accuracy"] > 1 / 3
 
 
