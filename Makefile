@@ -14,7 +14,7 @@ LAB_STAMP := $(VENV)/.installed-lab
 DEV_STAMP := $(VENV)/.installed-dev
 DEMO_DIR ?= outputs/demo
 
-.PHONY: demo demo-cli test bench lab install dashboard clean
+.PHONY: demo demo-cli test bench lab install dashboard colab clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -51,6 +51,10 @@ demo-cli: $(LAB_STAMP)
 
 dashboard: $(LAB_STAMP)
 	$(BIN)/audiocls dashboard
+
+# Colab: write your copy's git URL into every notebook's install cell, once (make colab REPO=...).
+colab: $(LAB_STAMP)
+	$(BIN)/python scripts/set_course_repo.py "$(REPO)"
 
 lab: $(LAB_STAMP)
 	$(BIN)/jupyter lab notebooks/

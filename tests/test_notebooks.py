@@ -8,6 +8,7 @@ from __future__ import annotations
 import ast
 import difflib
 import re
+import sys
 from pathlib import Path
 
 import nbformat
@@ -171,7 +172,7 @@ def test_every_notebook_opens_with_the_same_colab_install_cell(name: str) -> Non
     assert _install_cell(name) == _install_cell(NOTEBOOKS[0])
 
 
-def _run_install_cell(monkeypatch: pytest.MonkeyPatch, folder: Path, repo: str = "",
+def _run_install_cell(monkeypatch: pytest.MonkeyPatch, folder: Path, repo: str | None = "",
                       installed: bool = False) -> list[list[str]]:
     """Execute the install cell in `folder` with find_spec and subprocess stubbed; return the commands."""
     import importlib.util
@@ -187,7 +188,10 @@ def _run_install_cell(monkeypatch: pytest.MonkeyPatch, folder: Path, repo: str =
             (folder / command[-1] / "pyproject.toml").write_text("")
 
     monkeypatch.chdir(folder)
-    monkeypatch.setenv("AUDIOCLS_REPO", repo)
+    if repo is None:  # unset: the URL written into the cell applies
+        monkeypatch.delenv("AUDIOCLS_REPO", raising=False)
+    else:
+        monkeypatch.setenv("AUDIOCLS_REPO", repo)
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: object() if installed else None)
     monkeypatch.setattr(subprocess, "run", run)
     monkeypatch.setattr(sys, "path", list(sys.path))
@@ -219,3 +223,25 @@ def test_install_cell_clones_the_course_on_colab_or_says_what_to_set(
     clone, install = _run_install_cell(monkeypatch, tmp_path, repo="https://example.org/c.git")
     assert clone == ["git", "clone", "--depth", "1", "https://example.org/c.git", "audiocls"]
     assert install[-2:] == ["-e", ".."] and Path.cwd() == tmp_path / "audiocls" / "notebooks"
+
+
+def test_one_command_gives_every_notebook_the_course_url(tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    import shutil
+
+    from set_course_repo import set_course_repo
+
+    shutil.copytree(NOTEBOOK_DIR, tmp_path / "notebooks")
+    changed = set_course_repo("https://example.org/you/audiocls.git", tmp_path / "notebooks")
+    assert len(changed) == len(NOTEBOOKS) + len(SOLUTIONS)
+    for path in changed:
+        cell = next(c for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code")
+        assert 'os.environ.get("AUDIOCLS_REPO", "https://example.org/you/audiocls.git")' in cell.source
+    # The install cell then clones that URL with no environment variable and no edit.
+    folder = tmp_path / "colab"
+    folder.mkdir()
+    monkeypatch.setattr(sys.modules[__name__], "NOTEBOOK_DIR", tmp_path / "notebooks")
+    [clone, _] = _run_install_cell(monkeypatch, folder, repo=None)
+    assert clone[-2:] == ["https://example.org/you/audiocls.git", "audiocls"]
+    with pytest.raises(SystemExit, match="not a git URL"):
+        set_course_repo('x" ; rm -rf /', tmp_path / "notebooks")
