@@ -12,6 +12,7 @@ import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from ..errors import AudioclsError
 
@@ -408,26 +409,47 @@ def _warn_if_trained_on(rows, model: Path) -> int | None:  # noqa: ANN001 - pand
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
-    """Print the top-k labels of each good file and, on stderr, why each other one has none."""
-    from ..data import printable
+    """Print each file's top-k labels as soon as it is done (on stderr, why a file has none).
+
+    With --json the output is one JSON array, each file's object printed as it is done; on
+    Ctrl-C the array is closed, so what was printed stays a valid document.
+    """
     from ..predict import Predictor, check_top_k
 
     check_top_k(args.top_k)  # before any work
-    results = Predictor.from_file(args.model, device=args.device).predict(args.files, args.top_k)
-    if args.json:  # failures are in it too, as {"path", "error"}
-        print(json.dumps(results, indent=2))
-    else:
-        for result in results:
-            path = printable(Path(result["path"]))
-            if "error" in result:
-                print(f"{path}: not labelled: {result['error']}", file=sys.stderr)
+    predictor = Predictor.from_file(args.model, device=args.device)
+    done = failed = 0
+    if args.json:
+        print("[", flush=True)
+    try:
+        for result in predictor.each_prediction(args.files, args.top_k):
+            if args.json:  # failures are in it too, as {"path", "error"}
+                print(("," if done else "") + json.dumps(result), flush=True)
             else:
-                ranked = ", ".join(f"{t['label']} {t['probability']:.2f}" for t in result["top"])
-                print(f"{path}: {ranked}")
-    failed = sum("error" in result for result in results)
+                _print_prediction(result)
+            done, failed = done + 1, failed + ("error" in result)
+    except KeyboardInterrupt:
+        print(f"audiocls predict: {done} of {len(args.files)} file(s) done before the interrupt "
+              "(printed above)", file=sys.stderr)
+        raise
+    finally:
+        if args.json:
+            print("]", flush=True)
     if failed:
-        raise AudioclsError(f"{failed} of {len(results)} file(s) could not be labelled (each is "
+        raise AudioclsError(f"{failed} of {done} file(s) could not be labelled (each is "
                             "named above with the reason); the others were")
+
+
+def _print_prediction(result: dict[str, Any]) -> None:
+    """Print one file's labels on stdout, or why it has none on stderr, at once."""
+    from ..data import printable
+
+    path = printable(Path(result["path"]))
+    if "error" in result:
+        print(f"{path}: not labelled: {result['error']}", file=sys.stderr, flush=True)
+    else:
+        ranked = ", ".join(f"{t['label']} {t['probability']:.2f}" for t in result["top"])
+        print(f"{path}: {ranked}", flush=True)
 
 
 def cmd_export(args: argparse.Namespace) -> None:
