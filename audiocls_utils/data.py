@@ -8,6 +8,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -507,9 +508,38 @@ def limit_per_class(manifest: pd.DataFrame, clips_per_class: int | None, seed: i
     return kept.sort_values(["label", "path"]).reset_index(drop=True)
 
 
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")  # a spreadsheet reads these as a formula
+TEXT_COLUMNS = ("path", "label", "group")
+
+
+def escape_cell(value: Any) -> Any:
+    """Prefix a ' to text a spreadsheet would run as a formula (OWASP's rule), or that starts with '."""
+    if isinstance(value, str) and value.startswith((*FORMULA_STARTS, "'")):
+        return "'" + value
+    return value
+
+
+def unescape_cell(value: Any) -> Any:
+    """Undo `escape_cell`: drop one leading '."""
+    return value[1:] if isinstance(value, str) and value.startswith("'") else value
+
+
 def save_manifest(manifest: pd.DataFrame, path: str | Path) -> None:
-    """Write the manifest CSV atomically."""
-    write_csv(manifest[[c for c in MANIFEST_COLUMNS if c in manifest]], path)
+    """Write the manifest CSV atomically, text cells escaped against formula injection."""
+    table = manifest[[c for c in MANIFEST_COLUMNS if c in manifest]].copy()
+    for column in TEXT_COLUMNS:
+        if column in table:
+            table[column] = table[column].map(escape_cell)
+    write_csv(table, path)
+
+
+def read_manifest_csv(path: str | Path, **options: Any) -> pd.DataFrame:
+    """Read a manifest CSV as `save_manifest` wrote it (escaped cells back to their text)."""
+    table = pd.read_csv(path, **options)
+    for column in TEXT_COLUMNS:
+        if column in table:
+            table[column] = table[column].map(unescape_cell)
+    return table
 
 
 def load_manifest(path: str | Path) -> pd.DataFrame:
@@ -518,7 +548,7 @@ def load_manifest(path: str | Path) -> pd.DataFrame:
     if not path.exists():
         raise AudioclsError(f"Manifest {path} not found; create it with `audiocls prepare`")
     check_table(path, "Manifest", ("path", "label"))
-    manifest = pd.read_csv(path, dtype={"label": str, "group": str, "split": str})
+    manifest = read_manifest_csv(path, dtype={"label": str, "group": str, "split": str})
     manifest["group"] = manifest.get("group", pd.Series("", index=manifest.index)).fillna("")
     missing = [p for p in manifest["path"] if not Path(p).exists()]
     if missing:

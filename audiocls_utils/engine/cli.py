@@ -394,12 +394,12 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 def _warn_if_trained_on(rows, model: Path) -> int | None:  # noqa: ANN001 - pandas type
     """Warn when clips being scored trained the model (its run's manifest.csv says so); return
     how many did (None: no manifest.csv beside the model to tell)."""
-    import pandas as pd
+    from ..data import read_manifest_csv
 
     run_manifest = model.with_name("manifest.csv")
     if not run_manifest.exists():
         return None
-    trained = pd.read_csv(run_manifest, usecols=["path", "split"], dtype=str)
+    trained = read_manifest_csv(run_manifest, usecols=["path", "split"], dtype=str)
     seen = set(trained.loc[trained["split"] == "train", "path"])
     overlap = int(rows["path"].isin(seen).sum())
     if overlap:
