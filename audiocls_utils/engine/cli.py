@@ -260,9 +260,10 @@ def cmd_download(args: argparse.Namespace) -> None:
     from ..course import course_root
     from ..data import find_data_root
     from ..gtzan import DATA_DIR, DEFAULT_SOURCE, SOURCES, find_gtzan, known_sha256
-    from .download import ARCHIVE_SUFFIXES, download, extract_archive, missing_members
+    from .download import ARCHIVE_SUFFIXES, check_url, download, extract_archive, missing_members
 
     url = args.url or SOURCES[DEFAULT_SOURCE].url
+    check_url(url)
     if args.sha256 and not re.fullmatch(r"[0-9a-fA-F]{64}", args.sha256):
         raise AudioclsError(f"--sha256 {args.sha256!r} is not a SHA-256 (64 hex digits)")
     sha256 = args.sha256 or known_sha256(url)
