@@ -465,9 +465,10 @@ def cmd_dashboard(args: argparse.Namespace) -> None:
     """Serve the SwanLab dashboard of the course's runs on localhost until Ctrl+C."""
     import subprocess
 
-    from .dashboard import check_log_dir, find_log_dir
+    from .dashboard import check_log_dir, check_port_free, find_log_dir
 
     log_dir = check_log_dir(args.log_dir) if args.log_dir else find_log_dir(args.search)
+    check_port_free(args.host, args.port)  # else swanlab serves on another port than printed
     print(f"SwanLab dashboard for {log_dir}: open http://{args.host}:{args.port} (Ctrl+C stops)")
     status = subprocess.run([sys.executable, "-m", "swanlab", "watch", str(log_dir), "--host",
                              args.host, "--port", str(args.port)], check=False).returncode
