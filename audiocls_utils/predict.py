@@ -49,9 +49,20 @@ def predict_clips(model, loader, device, amp=False):  #@save
     return sums / counts.unsqueeze(1)
 
 
+def model_file(path: str | Path) -> Path:
+    """Return `path`, or the model.pt inside it when it is a run folder; raise for a folder without."""
+    path = Path(path)
+    if not path.is_dir():
+        return path
+    if (path / "model.pt").is_file():
+        return path / "model.pt"
+    raise AudioclsError(f"{path} is a folder with no model.pt: name a model file written by "
+                        "`audiocls train` (a finished run folder holds one)")
+
+
 def load_bundle(path: str | Path) -> dict[str, Any]:
     """Load a model file safely (tensors and plain types only) and check what it holds."""
-    path = Path(path)
+    path = model_file(path)
     if not path.is_file():
         raise AudioclsError(f"Model file {path} not found; train one with `audiocls train`")
     try:
@@ -204,7 +215,7 @@ class Predictor:
     @classmethod
     def from_file(cls, path: str | Path, device: str | torch.device | None = None) -> Predictor:
         """Load a model file written by `audiocls train`."""
-        return cls(load_bundle(path), device, source=path)
+        return cls(load_bundle(path), device, source=model_file(path))
 
     def probabilities(self, paths: Sequence[str | Path]) -> torch.Tensor:
         """Return (files, classes) probabilities, averaged over each file's windows.

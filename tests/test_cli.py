@@ -206,8 +206,11 @@ def test_warnings_print_as_one_line() -> None:
 def test_dashboard_reports_a_failed_swanlab_watch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                   capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setattr(subprocess, "run", lambda *_, **__: subprocess.CompletedProcess([], 1))
+    from audiocls_utils.engine.dashboard import free_port
+
     (tmp_path / "swanlog").mkdir()
-    status, _, err = run(capsys, "dashboard", "--log-dir", str(tmp_path / "swanlog"))
+    status, _, err = run(capsys, "dashboard", "--log-dir", str(tmp_path / "swanlog"), "--port",
+                         str(free_port()))  # the default 5092 may be taken on a shared machine
     assert status == 2 and "swanlab watch stopped with status 1" in err
 
 
@@ -371,3 +374,35 @@ def test_a_label_the_terminal_cannot_show_is_escaped_not_a_traceback(tmp_path: P
     assert result.returncode == 0, result.stderr
     assert "caf\\xe9" in result.stdout and "8 clips in 2 classes" in result.stdout
     assert "café" in (tmp_path / "m.csv").read_text(encoding="utf-8")  # the manifest keeps it
+
+
+# ----------------------------------------------------------------------------- unclear, made clear
+
+def _manifest(path: Path, rows: list[str]) -> Path:
+    """Write a manifest CSV with the columns train needs and the given rows."""
+    path.write_text("path,label,split,duration\n" + "".join(f"{row}\n" for row in rows))
+    return path
+
+
+def test_inputs_of_the_wrong_kind_are_named_with_what_to_do(
+        tmp_path: Path, tone_dataset: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    clip = next((tone_dataset / "low").glob("*.wav"))
+    cases = [
+        (["prepare", "--data-dir", str(clip), "--out", str(tmp_path / "m.csv")],
+         f"Data folder {clip} is a file, not a folder"),
+        (["train", "--manifest", str(_manifest(tmp_path / "header.csv", [])), "--output-dir",
+          str(tmp_path / "r1")], f"Manifest {tmp_path / 'header.csv'} has a header but no clips"),
+        (["train", "--manifest", str(_manifest(tmp_path / "folder.csv", [
+            f"{tone_dataset / 'low'},low,train,1", f"{clip},low,train,1"])),
+          "--output-dir", str(tmp_path / "r2")],
+         f"1 row(s) name a folder, not an audio file, e.g. {tone_dataset / 'low'}"),
+    ]
+    os.mkfifo(tmp_path / "labels.csv")  # what --labels <(...) passes
+    cases.append((["prepare", "--data-dir", str(tone_dataset), "--labels",
+                   str(tmp_path / "labels.csv"), "--out", str(tmp_path / "m.csv")],
+                  f"Labels file {tmp_path / 'labels.csv'} is a pipe (a FIFO or a process "
+                  "substitution <(...)), not a file"))
+    for argv, says in cases:
+        status, _, err = run(capsys, *argv)
+        assert status == 2 and err.count("\n") == 1 and says in err, (argv, err)
+    assert not (tmp_path / "m.csv").exists()

@@ -286,3 +286,28 @@ def test_ctrl_c_keeps_the_finished_files_and_json_stays_a_document(
     assert "2 of 3 file(s) done before the interrupt" in err
     status, out, _ = run(capsys, "predict", "--model", str(model_file), *map(str, clips), "--json")
     assert status == 130 and [r["path"] for r in json.loads(out)] == [str(c) for c in clips[:2]]
+
+
+def test_a_run_folder_as_model_uses_its_model_pt_and_one_without_is_named(
+        tmp_path: Path, bundle: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
+    good = write_wav(tmp_path / "good.wav", tone(440.0, 1.0))
+    (tmp_path / "run").mkdir()
+    torch.save(bundle, tmp_path / "run" / "model.pt")
+    status, out, _ = run(capsys, "predict", "--model", str(tmp_path / "run"), str(good))
+    assert status == 0 and out.startswith(f"{good}: ")
+    (tmp_path / "empty").mkdir()
+    status, _, err = run(capsys, "predict", "--model", str(tmp_path / "empty"), str(good))
+    assert status == 2 and err.count("\n") == 1
+    assert f"{tmp_path / 'empty'} is a folder with no model.pt: name a model file" in err
+
+
+def test_a_fifo_is_called_a_pipe_not_an_empty_file(tmp_path: Path, model_file: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    good = write_wav(tmp_path / "good.wav", tone(440.0, 1.0))
+    os.mkfifo(tmp_path / "fifo.wav")  # what <(cat song.wav) passes; opening it would block
+    status, out, err = run(capsys, "predict", "--model", str(model_file), str(tmp_path / "fifo.wav"),
+                           str(good))
+    assert status == 2 and out.startswith(f"{good}: ")
+    assert _reasons(err)["fifo.wav"].startswith("a pipe (a FIFO or a process substitution <(...)), "
+                                                "not a file")
+    assert "empty" not in err

@@ -180,8 +180,11 @@ def check_manifest_alone(args: argparse.Namespace) -> None:
 
 def validate_settings(args: argparse.Namespace) -> None:
     """Check every setting of the command before any long work starts; raise on the first bad one."""
+    from ..predict import model_file
     from .tracking import resolve_mode
 
+    if getattr(args, "model", None):  # a run folder stands for its model.pt
+        args.model = str(model_file(args.model))
     if getattr(args, "device", None):
         args.device = validate_device(args.device)
     if getattr(args, "workers", None) is not None and args.workers < 0:
