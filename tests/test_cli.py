@@ -93,18 +93,24 @@ def test_evaluate_warns_when_the_scored_clips_trained_the_model(
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize(("moved", "says"), [
+    (["test"], "No test set in this split, so no result to report: the validation figures chose"),
+    (["test", "val"], "No test or validation set in this split, so no result to report: the "
+                      "model is the last epoch's"),
+])
 def test_train_without_a_test_split_says_there_is_no_result(
-    tmp_path: Path, tone_dataset: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, tone_dataset: Path, capsys: pytest.CaptureFixture[str], moved: list[str],
+    says: str,
 ) -> None:
     assert run(capsys, "prepare", "--data-dir", str(tone_dataset), "--out",
                str(tmp_path / "m.csv"))[0] == 0
     manifest = pd.read_csv(tmp_path / "m.csv")
-    manifest.loc[manifest["split"] == "test", "split"] = "train"
+    manifest.loc[manifest["split"].isin(moved), "split"] = "train"
     manifest.to_csv(tmp_path / "m.csv", index=False)
     status, text, _ = run(capsys, "train", "--manifest", str(tmp_path / "m.csv"), "--profile",
                           "smoke", "--output-dir", str(tmp_path / "run"), "--tracking", "disabled")
     assert status == 0 and "Test accuracy" not in text
-    assert "No test set in this split, so no result to report" in text
+    assert says in text and ("validation figures" in text) == (moved == ["test"])
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["test"] is None
 
 
@@ -406,3 +412,34 @@ def test_inputs_of_the_wrong_kind_are_named_with_what_to_do(
         status, _, err = run(capsys, *argv)
         assert status == 2 and err.count("\n") == 1 and says in err, (argv, err)
     assert not (tmp_path / "m.csv").exists()
+
+
+def test_a_reader_that_stops_early_is_no_error_and_the_manifest_is_whole(
+        tmp_path: Path, tone_dataset: Path) -> None:
+    # `audiocls prepare ... | head -2`: head leaves after two lines; the manifest is written.
+    command = [sys.executable, "-m", "audiocls_utils", "prepare", "--data-dir", str(tone_dataset),
+               "--out", str(tmp_path / "m.csv")]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    assert process.stdout is not None
+    process.stdout.close()  # the reader is gone before the first line
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 0 and err.decode() == ""
+    assert len(pd.read_csv(tmp_path / "m.csv")) == 36
+
+
+def test_stdout_whose_reader_left_drops_output_quietly() -> None:
+    from audiocls_utils.engine.cli import ReaderMayLeave
+
+    class Gone:
+        """A stream whose reader has left."""
+
+        def write(self, text: str) -> int:
+            raise BrokenPipeError(32, "Broken pipe")
+
+        def flush(self) -> None:
+            raise BrokenPipeError(32, "Broken pipe")
+
+    stream = ReaderMayLeave(Gone())
+    assert stream.write("a line\n") == len("a line\n") and stream.gone
+    stream.flush()  # no error either

@@ -358,10 +358,18 @@ def cmd_train(args: argparse.Namespace) -> None:
             print(f"Test accuracy {test['accuracy']:.3f}, macro-F1 {test['macro_f1']:.3f} "
                   f"({test['num_clips']} clips)")
         else:
-            print("No test set in this split, so no result to report: the validation figures "
-                  "chose the model and overstate its accuracy")
+            print(no_test_note(result.metrics))
         if result.trained:  # else the runner said the folder holds this run, finished
             print(f"Wrote {args.output_dir}/metrics.json, model.pt, history.csv")
+
+
+def no_test_note(metrics: dict[str, Any]) -> str:
+    """Say why a run without test clips reports no result, and what chose its model."""
+    if metrics.get("val"):  # None when there were no validation clips
+        return ("No test set in this split, so no result to report: the validation figures "
+                "chose the model and overstate its accuracy")
+    return ("No test or validation set in this split, so no result to report: the model is the "
+            "last epoch's; measure it on clips it never saw (`audiocls evaluate`)")
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
@@ -635,12 +643,58 @@ def one_line_warnings(command: str) -> Iterator[None]:
         warnings.formatwarning = saved
 
 
+class ReaderMayLeave:
+    """Stand in for stdout: once its reader has gone (`| head -2`), drop what is printed.
+
+    The command goes on and finishes its work (a manifest is written whole); only the
+    printing stops, which is no error.
+    """
+
+    def __init__(self, stream: Any) -> None:
+        self.stream, self.gone = stream, False
+
+    def write(self, text: str) -> int:
+        """Write `text` unless the reader has gone."""
+        return self._quietly(self.stream.write, text) or len(text)
+
+    def flush(self) -> None:
+        """Flush unless the reader has gone."""
+        self._quietly(self.stream.flush)
+
+    def _quietly(self, action: Any, *args: Any) -> Any:
+        """Run `action`; on a broken pipe, point the stream's descriptor at /dev/null and stop."""
+        if self.gone:
+            return None
+        try:
+            return action(*args)
+        except BrokenPipeError:
+            self.gone = True
+            try:  # so that Python's flush at exit finds somewhere to write, not an error
+                os.dup2(os.open(os.devnull, os.O_WRONLY), self.stream.fileno())
+            except (OSError, ValueError, AttributeError):
+                pass  # not a real descriptor (a test's captured stream)
+            return None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.stream, name)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; user mistakes and disk faults print one line and exit with status 2."""
     for stream in (sys.stdout, sys.stderr):  # a label in a terminal that cannot show it: escaped
         if hasattr(stream, "reconfigure"):
             stream.reconfigure(errors="backslashreplace")
     args = build_parser().parse_args(argv)
+    stdout, sys.stdout = sys.stdout, ReaderMayLeave(sys.stdout)
+    try:
+        return _run(args)
+    finally:
+        sys.stdout.flush()  # what is still buffered meets a reader that left here, not at exit
+        sys.stdout = stdout
+
+
+def _run(args: argparse.Namespace) -> int:
+    """Run the parsed command; user mistakes and disk faults print one line and return 2."""
     if args.command == "train" and not (args.data_dir or args.manifest):
         print("audiocls train: error: give --data-dir or --manifest", file=sys.stderr)
         return 2
