@@ -25,6 +25,7 @@ import torch
 import torchaudio
 
 from .errors import AudioclsError
+from .files import pipe_problem
 
 # Extensions worth trying to decode; libsndfile reads mp3 from version 1.1 on.
 AUDIO_EXTENSIONS = frozenset({".wav", ".w64", ".rf64", ".flac", ".ogg", ".oga", ".opus", ".au",
@@ -81,6 +82,9 @@ def _check_readable(path: Path) -> None:
     if path.is_dir():
         raise AudioclsError(f"{path}: is a folder, not an audio file. Name the files in it "
                             "(e.g. folder/*.wav).")
+    pipe = pipe_problem(path)
+    if pipe:
+        raise AudioclsError(f"{path}: {pipe}")
     if size == 0:
         raise AudioclsError(f"{path}: file is empty (0 bytes). Delete it or download it again.")
 

@@ -8,6 +8,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -19,7 +20,7 @@ from .audio import AudioInfo, content_problem, describe_audio, is_audio_path, un
 from .config import SPLIT_NAMES
 from .errors import AudioclsError
 from .features import crop_or_pad, window_starts
-from .files import file_sha256, write_csv
+from .files import file_sha256, pipe_problem, write_csv
 from .gtzan import KNOWN_BAD_FILES, split_filtered
 
 MANIFEST_COLUMNS = ["path", "label", "group", "duration", "sample_rate", "channels", "split"]
@@ -56,6 +57,10 @@ def course_root() -> Path:
 def find_data_root(data_dir: str | Path) -> Path:
     """Return the folder of class folders inside `data_dir` (GTZAN's and Kaggle's layouts too)."""
     root = Path(data_dir).expanduser()
+    if root.exists() and not root.is_dir():
+        raise AudioclsError(f"Data folder {root} is a file, not a folder. Pass --data-dir "
+                            "pointing at the folder that holds one sub-folder per class (to "
+                            "label single files, use `audiocls predict`).")
     if not root.is_dir():
         raise AudioclsError(
             f"Data folder {root} does not exist. Pass --data-dir pointing at a folder with one "
@@ -162,6 +167,9 @@ def check_table(path: str | Path, what: str, columns: Sequence[str],
     """Stop unless `path` is a UTF-8 CSV with `columns`, those in `filled` (default: all) filled
     in, and numbers in the `numeric` ones."""
     path = Path(path)
+    pipe = pipe_problem(path)
+    if pipe:
+        raise AudioclsError(f"{what} {path} is {pipe}")
     if not path.is_file():
         raise AudioclsError(f"{what} {path} not found: check the path")
     try:
@@ -209,6 +217,15 @@ def read_groups(root: Path) -> dict[str, str]:
     return dict(zip(table["path"], table["group"], strict=True))
 
 
+def check_groups_matched(groups: dict[str, str], clips: set[str], root: Path) -> None:
+    """Stop when groups.csv names clips but none of them is a clip found below `root`."""
+    if groups and clips and not clips & set(groups):
+        listed, example = next(iter(groups)), min(clips)
+        raise AudioclsError(f"{root / GROUPS_FILE}: none of its {len(groups)} path(s) is a clip "
+                            f"below {root} (e.g. {listed!r}); its paths are relative to that "
+                            f"folder, like {example!r}: fix them")
+
+
 def build_manifest(
     data_dir: str | Path,
     label_pattern: str | None = None,
@@ -241,6 +258,7 @@ def build_manifest(
             if labelled is not None:  # else: not in a class folder, or not matching: not a clip
                 relative = path.relative_to(root).as_posix()
                 candidates.append((path, labelled[0], groups.get(relative, labelled[1])))
+        check_groups_matched(groups, {path.relative_to(root).as_posix() for path in paths}, root)
     rows = []
     for path, label, group in tqdm(candidates, desc="Checking clips", unit="clip",
                                    disable=not progress):
@@ -330,8 +348,6 @@ def decode_problem(path: str | Path, error: AudioclsError) -> str:
 def _read_labels_csv(root: Path, table_path: Path) -> tuple[list[tuple[Path, str, str]],
                                                              list[Excluded]]:
     """Read (path, label, group) rows from a labels CSV; listed files that are missing are excluded."""
-    if not table_path.is_file():
-        raise AudioclsError(f"Labels file {table_path} not found")
     check_table(table_path, "Labels file", ("path", "label"))
     table = pd.read_csv(table_path, dtype=str, keep_default_na=False)
     blank = table.index[table["label"].str.strip() == ""].tolist()
@@ -516,9 +532,39 @@ def limit_per_class(manifest: pd.DataFrame, clips_per_class: int | None, seed: i
     return kept.sort_values(["label", "path"]).reset_index(drop=True)
 
 
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")  # a spreadsheet reads these as a formula
+TEXT_COLUMNS = ("path", "label", "group")
+
+
+def escape_cell(value: Any) -> Any:
+    """Prefix a ' to text a spreadsheet would run as a formula (OWASP's rule), or that starts with '."""
+    if isinstance(value, str) and value.startswith((*FORMULA_STARTS, "'")):
+        return "'" + value
+    return value
+
+
+def unescape_cell(value: Any) -> Any:
+    """Undo `escape_cell`: drop one leading '."""
+    return value[1:] if isinstance(value, str) and value.startswith("'") else value
+
+
 def save_manifest(manifest: pd.DataFrame, path: str | Path) -> None:
-    """Write the manifest CSV atomically."""
-    write_csv(manifest[[c for c in MANIFEST_COLUMNS if c in manifest]], path)
+    """Write the manifest CSV atomically, text cells escaped against formula injection."""
+    table = manifest[[c for c in MANIFEST_COLUMNS if c in manifest]].copy()
+    for column in TEXT_COLUMNS:
+        if column in table:
+            table[column] = table[column].map(escape_cell)
+    write_csv(table, path)
+
+
+def read_manifest_csv(path: str | Path, **options: Any) -> pd.DataFrame:
+    """Read a manifest CSV as `save_manifest` wrote it (escaped cells back to their text)."""
+    table = pd.read_csv(path, **options)
+    for column in TEXT_COLUMNS:
+        if column in table and not pd.api.types.is_numeric_dtype(table[column]):  # all empty: float
+            escaped = table[column].str.startswith("'", na=False)
+            table.loc[escaped, column] = table.loc[escaped, column].map(unescape_cell)
+    return table
 
 
 def load_manifest(path: str | Path) -> pd.DataFrame:
@@ -527,8 +573,17 @@ def load_manifest(path: str | Path) -> pd.DataFrame:
     if not path.exists():
         raise AudioclsError(f"Manifest {path} not found; create it with `audiocls prepare`")
     check_table(path, "Manifest", ("path", "label"))
-    manifest = pd.read_csv(path, dtype={"label": str, "group": str, "split": str})
+    manifest = read_manifest_csv(path, dtype={"label": str, "group": str, "split": str})
     manifest["group"] = manifest.get("group", pd.Series("", index=manifest.index)).fillna("")
+    if manifest.empty:
+        raise AudioclsError(f"Manifest {path} has a header but no clips: write it with "
+                            "`audiocls prepare --data-dir DATA --out manifest.csv`, or add one "
+                            "row per clip")
+    folders = [p for p in manifest["path"] if Path(p).is_dir()]
+    if folders:
+        raise AudioclsError(f"Manifest {path}: {len(folders)} row(s) name a folder, not an audio "
+                            f"file, e.g. {folders[0]}; list one clip per row (`audiocls prepare "
+                            f"--data-dir {folders[0]}` lists a folder's clips)")
     missing = [p for p in manifest["path"] if not Path(p).exists()]
     if missing:
         raise AudioclsError(f"{path}: {len(missing)} clip(s) no longer exist, e.g. {missing[0]}; "

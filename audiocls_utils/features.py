@@ -6,13 +6,14 @@ the log-Mel (80 MB for 2 hours in float16) and one block of audio, never the who
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -113,18 +114,39 @@ class StreamingLogMel:
         self._frames()
 
     @torch.no_grad()
-    def finish(self) -> torch.Tensor | None:
-        """Return the log-Mel (n_mels, frames) in `dtype`; None if too short to frame."""
+    def end(self) -> bool:
+        """Frame the clip's end (reflected); return False if the clip was too short to frame."""
         if not self.started:
-            return None
+            return False
         end = self.pending[-self.edge - 1 : -1].flip(0)  # the clip's end, reflected
         self.pending = torch.cat([self.pending, end])
         self._frames()
-        log_mel = torch.cat(self.parts, dim=-1)
-        self.parts = []
-        if self.to_db is not None and self.config.top_db is not None:
-            floor = self.loudest - self.config.top_db  # as AmplitudeToDB's top_db, in float32
-            log_mel.clamp_(min=float(floor.to(self.dtype)))
+        self.started = False  # framed: nothing more to add
+        return True
+
+    def take(self) -> torch.Tensor:
+        """Return the frames computed since the last call, (n_mels, frames), before the floor."""
+        parts, self.parts = self.parts, []
+        if not parts:
+            return torch.empty(self.config.n_mels, 0, dtype=self.dtype)
+        return torch.cat(parts, dim=-1)
+
+    def floor(self) -> float | None:
+        """Return the top_db floor (dB) of the frames so far, in `dtype`'s rounding; None if none."""
+        if self.to_db is None or self.config.top_db is None:
+            return None
+        floor = self.loudest - self.config.top_db  # as AmplitudeToDB's top_db, in float32
+        return float(floor.to(self.dtype))
+
+    @torch.no_grad()
+    def finish(self) -> torch.Tensor | None:
+        """Return the log-Mel (n_mels, frames) in `dtype`; None if too short to frame."""
+        if not self.end():
+            return None
+        log_mel = self.take()
+        floor = self.floor()
+        if floor is not None:
+            log_mel.clamp_(min=floor)
         return log_mel
 
     def _frames(self) -> None:
@@ -187,6 +209,79 @@ def too_short_to_frame(config: FeatureConfig) -> str:
     """Say why a clip shorter than one STFT frame has no log-Mel."""
     return (f"too short to compute a log-Mel (fewer than {config.n_fft // 2 + 1} samples at "
             f"{config.sample_rate} Hz). Leave it out.")
+
+
+class FileScan(NamedTuple):
+    """What a first pass over a file finds: its top_db floor, whether it is long enough to frame,
+    its description, and its whole log-Mel (floor applied) when it was short enough to keep."""
+
+    floor: float | None
+    framed: bool
+    info: AudioInfo
+    log_mel: torch.Tensor | None
+
+
+def scan_file(path: str | Path, config: FeatureConfig, dtype: torch.dtype | None = None,
+              keep_frames: int = 0, block_frames: int = BLOCK_FRAMES) -> FileScan:
+    """Decode a file once, keeping its frames only while there are at most `keep_frames`."""
+    stream, audio = StreamingLogMel(config, dtype), AudioStream(path, config.sample_rate, block_frames)
+    parts: list[torch.Tensor] = []
+    kept = 0  # frames computed so far
+    for piece in audio:
+        stream.add(piece)
+        kept = _hold(parts, stream.take(), kept, keep_frames)
+    framed = stream.end()
+    kept = _hold(parts, stream.take(), kept, keep_frames)
+    assert audio.info is not None  # set once the last piece is out
+    floor = stream.floor()
+    log_mel = torch.cat(parts, dim=-1) if framed and kept <= keep_frames else None
+    if log_mel is not None and floor is not None:
+        log_mel.clamp_(min=floor)
+    return FileScan(floor, bool(framed), audio.info, log_mel)
+
+
+def _hold(parts: list[torch.Tensor], frames: torch.Tensor, kept: int, keep_frames: int) -> int:
+    """Append `frames` to `parts` while all fit in `keep_frames` (else empty it); return the count."""
+    kept += frames.shape[-1]
+    if kept <= keep_frames:
+        parts.append(frames)
+    else:
+        parts.clear()
+    return kept
+
+
+def stream_windows(pieces: Iterable[torch.Tensor], config: FeatureConfig, num_frames: int,
+                   hop_frames: int, floor: float | None, dtype: torch.dtype | None = None
+                   ) -> Iterator[torch.Tensor]:
+    """Yield the windows (n_mels, num_frames) that `window_starts` gives on the waveform `pieces`
+    make, as `crop_or_pad` cuts them from `file_log_mel`'s log-Mel, holding only a window or two.
+
+    `floor` is the clip's top_db floor (`scan_file`): it needs the whole clip, hence a first pass.
+    """
+    stream = StreamingLogMel(config, dtype)
+    held = torch.empty(config.n_mels, 0, dtype=stream.dtype)  # frames from `offset` on
+    offset = total = start = 0  # `start`: the next window's first frame
+    last = None  # the first frame of the last window yielded
+    for piece in itertools.chain(pieces, [None]):  # None: the clip's end
+        if piece is not None:
+            stream.add(piece)
+        else:
+            stream.end()
+        frames = stream.take()
+        if floor is not None:
+            frames.clamp_(min=floor)
+        held, total = torch.cat([held, frames], dim=-1), total + frames.shape[-1]
+        while start + num_frames <= total:
+            yield held[..., start - offset : start - offset + num_frames].clone()
+            last, start = start, start + max(1, hop_frames)
+        keep = max(offset, min(start, total - num_frames))  # the last window may end at the end
+        held, offset = held[..., keep - offset :], keep
+    if total == 0:
+        return
+    if last is None:  # shorter than a window: padded with the clip's floor
+        yield crop_or_pad(held, 0, num_frames)
+    elif last + num_frames < total:  # the last window ends at the clip's end
+        yield held[..., total - num_frames - offset : total - offset].clone()
 
 
 def mel_filterbank(config: FeatureConfig) -> torch.Tensor:

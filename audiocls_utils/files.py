@@ -12,6 +12,7 @@ import hashlib
 import io
 import json
 import os
+import stat
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -65,6 +66,19 @@ def same_file(first: str | Path, second: str | Path) -> bool:
         return os.path.samefile(first, second)  # a hard link, a bind mount
     except OSError:  # one of them does not exist (yet)
         return False
+
+
+def pipe_problem(path: str | Path) -> str | None:
+    """Say why a pipe or device (a FIFO, a process substitution `<(...)`) is not a file; else None."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return None
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return None
+    kind = "a pipe (a FIFO or a process substitution <(...))" if stat.S_ISFIFO(mode) else "a device"
+    return (f"{kind}, not a file: it can be read only once, from the start; save it to a file "
+            "and pass that")
 
 
 def write_bytes(path: str | Path, data: bytes, fsync: bool = True) -> None:

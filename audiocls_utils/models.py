@@ -9,6 +9,7 @@ import contextlib
 import os
 import pickle
 import socket
+import threading
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -81,16 +82,44 @@ def weights_file(model_name: str) -> tuple[str, Path]:
     return weights.url, Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(weights.url)
 
 
-def reachable(url: str, timeout: float = 3.0) -> bool:
-    """Return True if `url` answers within `timeout` seconds (never with AUDIOCLS_OFFLINE set)."""
-    if os.environ.get("AUDIOCLS_OFFLINE", "") not in ("", "0"):
+ANSWERS: dict[str, bool] = {}  # url -> whether it answered: asked once per process
+
+
+def offline() -> bool:
+    """Return True when AUDIOCLS_OFFLINE is set (to anything but 0): no request is ever sent."""
+    return os.environ.get("AUDIOCLS_OFFLINE", "") not in ("", "0")
+
+
+def reachable(url: str, timeout: float = 2.0) -> bool:
+    """Return True if `url` answers within `timeout` seconds, name lookup included.
+
+    Asked once per process (the answer is kept in ANSWERS), never with AUDIOCLS_OFFLINE set:
+    bad Wi-Fi costs a training run `timeout` seconds at most, once.
+    """
+    if offline():
         return False
-    try:
-        request = urllib.request.Request(url, method="HEAD")
-        with urllib.request.urlopen(request, timeout=timeout):
-            return True
-    except (TimeoutError, OSError, ValueError):
-        return False
+    if url not in ANSWERS:
+        ANSWERS[url] = _answers(url, timeout)
+    return ANSWERS[url]
+
+
+def _answers(url: str, timeout: float) -> bool:
+    """Send one HEAD request from a daemon thread; give up after `timeout` s, however it hangs."""
+    answered: list[bool] = []
+
+    def ask() -> None:
+        try:
+            request = urllib.request.Request(url, method="HEAD")
+            with urllib.request.urlopen(request, timeout=timeout):
+                answered.append(True)
+        except (TimeoutError, OSError, ValueError):
+            pass
+
+    # urlopen's timeout leaves out the name lookup, which a bad network can stall for 30 s.
+    thread = threading.Thread(target=ask, name="audiocls-reachable", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    return bool(answered)
 
 
 def imagenet_weights_available(model_name: str, pretrained: str | bool = "auto") -> bool:

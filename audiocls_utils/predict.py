@@ -8,17 +8,18 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch.utils.data import DataLoader
 
+from .audio import AudioStream
 from .config import Recipe
 from .data import SegmentDataset, content_problem, decode_problem
 from .errors import AudioclsError
-from .features import described_log_mel, file_log_mel, too_short_to_frame
+from .features import FileScan, scan_file, stream_windows, too_short_to_frame
 from .files import load_torch
 from .models import create_model, pick_device, weights_file
 
@@ -26,6 +27,7 @@ MODEL_FORMAT = "audiocls-model/2"  # /2: the model takes log-Mels (standardizati
 REQUIRED_KEYS = {"format", "model_name", "state_dict", "class_names", "recipe", "num_frames",
                  "mean", "std"}
 HEAD = "1.fc.weight"  # the new head's weights, (classes, features), in the model's state_dict
+KEEP_SECONDS = 600  # a file up to this long is decoded once: its log-Mel (13 MB) is kept
 REDO = "re-export it from its run folder or retrain it (`audiocls train`)"
 
 
@@ -47,9 +49,20 @@ def predict_clips(model, loader, device, amp=False):  #@save
     return sums / counts.unsqueeze(1)
 
 
+def model_file(path: str | Path) -> Path:
+    """Return `path`, or the model.pt inside it when it is a run folder; raise for a folder without."""
+    path = Path(path)
+    if not path.is_dir():
+        return path
+    if (path / "model.pt").is_file():
+        return path / "model.pt"
+    raise AudioclsError(f"{path} is a folder with no model.pt: name a model file written by "
+                        "`audiocls train` (a finished run folder holds one)")
+
+
 def load_bundle(path: str | Path) -> dict[str, Any]:
     """Load a model file safely (tensors and plain types only) and check what it holds."""
-    path = Path(path)
+    path = model_file(path)
     if not path.is_file():
         raise AudioclsError(f"Model file {path} not found; train one with `audiocls train`")
     try:
@@ -202,23 +215,64 @@ class Predictor:
     @classmethod
     def from_file(cls, path: str | Path, device: str | torch.device | None = None) -> Predictor:
         """Load a model file written by `audiocls train`."""
-        return cls(load_bundle(path), device, source=path)
+        return cls(load_bundle(path), device, source=model_file(path))
 
     def probabilities(self, paths: Sequence[str | Path]) -> torch.Tensor:
         """Return (files, classes) probabilities, averaged over each file's windows.
 
-        Files are decoded one at a time, block by block; one that cannot be used raises.
+        Files are decoded block by block (`file_probabilities`); one that cannot be decoded or
+        is too short to frame raises.
         """
-        rows = [self.clip_probabilities(file_log_mel(path, self.recipe.feature, torch.float32))
-                for path in paths]
+        rows = []
+        for path in paths:
+            scan = self.scan(path)
+            if not scan.framed:
+                raise AudioclsError(f"{path}: {too_short_to_frame(self.recipe.feature)}")
+            rows.append(self.file_probabilities(path, scan))
         return torch.stack(rows) if rows else torch.empty(0, len(self.class_names))
+
+    def scan(self, path: str | Path) -> FileScan:
+        """Decode a file once: its floor, description, and its log-Mel if at most KEEP_SECONDS long."""
+        feature = self.recipe.feature
+        return scan_file(path, feature, torch.float32,
+                         keep_frames=feature.seconds_to_frames(KEEP_SECONDS))
+
+    @property
+    def hop_frames(self) -> int:
+        """Return the frames between evaluation windows (the recipe's fraction of a window)."""
+        return max(1, int(self.num_frames * self.recipe.eval_hop_fraction))
 
     def clip_probabilities(self, log_mel: torch.Tensor) -> torch.Tensor:
         """Return one clip's (classes,) probabilities: the mean over the windows of its log-Mel."""
-        hop = max(1, int(self.num_frames * self.recipe.eval_hop_fraction))
-        windows = SegmentDataset([log_mel], [0], self.num_frames, train=False, hop_frames=hop)
+        windows = SegmentDataset([log_mel], [0], self.num_frames, train=False,
+                                 hop_frames=self.hop_frames)
         loader = DataLoader(windows, batch_size=self.recipe.batch_size)
-        probabilities = predict_clips(self.model, loader, self.device)[0]
+        return self._checked(predict_clips(self.model, loader, self.device)[0])
+
+    @torch.no_grad()
+    def file_probabilities(self, path: str | Path, scan: FileScan) -> torch.Tensor:
+        """Return a file's (classes,) probabilities as `clip_probabilities` gives them.
+
+        A file longer than KEEP_SECONDS is decoded a second time, its windows streamed through
+        the model: memory holds a batch of windows whatever the file's length. `scan` is the
+        first pass (`scan`), which found the top_db floor every window needs.
+        """
+        if scan.log_mel is not None:
+            return self.clip_probabilities(scan.log_mel)
+        feature = self.recipe.feature
+        pieces = AudioStream(path, feature.sample_rate)
+        windows = stream_windows(pieces, feature, self.num_frames, self.hop_frames, scan.floor,
+                                 torch.float32)
+        sums, count = torch.zeros(1, len(self.class_names)), 0
+        for batch in _batches(windows, self.recipe.batch_size):
+            logits = self.model(torch.stack(batch).to(self.device))  # (batch, classes)
+            probabilities = logits.float().softmax(dim=1).cpu()
+            sums.index_add_(0, torch.zeros(len(batch), dtype=torch.long), probabilities)
+            count += len(batch)
+        return self._checked(sums[0] / float(count))
+
+    def _checked(self, probabilities: torch.Tensor) -> torch.Tensor:
+        """Return `probabilities`, or raise if the model gave NaN or infinite ones."""
         if not torch.isfinite(probabilities).all():
             raise AudioclsError(f"{self.source}: the model gives NaN or infinite probabilities; "
                                 f"its weights are damaged: {REDO}")
@@ -227,26 +281,46 @@ class Predictor:
     def predict(self, paths: Sequence[str | Path], top_k: int = 3) -> list[dict[str, Any]]:
         """Return, for each file, its `top_k` labels with probabilities, most likely first.
 
-        Each file is decoded once, block by block, and checked on the way as `audiocls prepare`
-        checks clips (`data.check_clip`): one that fails gets {"path", "error": why} instead of
+        As `each_prediction` gives them, in a list.
+        """
+        return list(self.each_prediction(paths, top_k))
+
+    def each_prediction(self, paths: Sequence[str | Path], top_k: int = 3
+                        ) -> Iterator[dict[str, Any]]:
+        """Yield, file by file as each is done, its `top_k` labels with probabilities.
+
+        Each file is decoded block by block and checked on the way as `audiocls prepare` checks
+        clips (`data.check_clip`); one longer than KEEP_SECONDS is decoded again to stream its
+        windows (`file_probabilities`). One that fails gets {"path", "error": why} instead of
         {"path", "top"}, and the rest go on.
         `top_k` above the number of classes gives them all; below 1 is refused.
         """
         check_top_k(top_k)
         top_k = min(top_k, len(self.class_names))
-        results = []
+        feature = self.recipe.feature
         for path in paths:
             try:
-                log_mel, info = described_log_mel(path, self.recipe.feature, torch.float32)
-                problem = content_problem(info) or (
-                    None if log_mel is not None else too_short_to_frame(self.recipe.feature))
+                scan = self.scan(path)
+                problem = content_problem(scan.info) or (
+                    None if scan.framed else too_short_to_frame(feature))
             except AudioclsError as error:
                 problem = decode_problem(path, error)
             if problem is not None:
-                results.append({"path": str(path), "error": problem})
+                yield {"path": str(path), "error": problem}
                 continue
-            values, indices = self.clip_probabilities(log_mel).topk(top_k)
-            results.append({"path": str(path), "top": [
+            values, indices = self.file_probabilities(path, scan).topk(top_k)
+            yield {"path": str(path), "top": [
                 {"label": self.class_names[i], "probability": round(float(v), 4)}
-                for v, i in zip(values, indices, strict=True)]})
-        return results
+                for v, i in zip(values, indices, strict=True)]}
+
+
+def _batches(items: Iterable[torch.Tensor], size: int) -> Iterator[list[torch.Tensor]]:
+    """Yield lists of `size` items in order (the last may be shorter)."""
+    batch: list[torch.Tensor] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch

@@ -71,7 +71,7 @@ def _hub_snapshot(checkpoint: str) -> str | None:
 
 
 def _hub_reachable(checkpoint: str) -> bool:
-    """Return True if the hub answers for `checkpoint` within 3 s (never when told to stay offline)."""
+    """Return True if the hub answers for `checkpoint` within 2 s (never when told to stay offline)."""
     if os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0"):
         return False
     return reachable(f"https://huggingface.co/{checkpoint}/resolve/main/config.json")

@@ -79,6 +79,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mono-hours", type=float, default=2.0)
     parser.add_argument("--multi-hours", type=float, default=1.0)
+    parser.add_argument("--stereo-hours", type=float, default=0.0,
+                        help="a 48 kHz stereo file (issue 22 measured 3 h)")
     parser.add_argument("--short-seconds", type=float, default=30.0,
                         help="a short mono clip measured first, for comparison")
     parser.add_argument("--workdir", default=tempfile.gettempdir())
@@ -91,7 +93,8 @@ def main() -> None:
         write_model(model)
         cases = [("short mono 22,050 Hz", args.short_seconds / 3600, 22050, 1),
                  ("mono 22,050 Hz", args.mono_hours, 22050, 1),
-                 ("6-channel 96 kHz", args.multi_hours, 96000, 6)]
+                 ("6-channel 96 kHz", args.multi_hours, 96000, 6),
+                 ("stereo 48 kHz", args.stereo_hours, 48000, 2)]
         print(f"{'file':<24} {'length':>9} {'size':>9} {'peak RSS':>10} {'time':>8}  output")
         for name, hours, rate, channels in cases:
             if hours <= 0:

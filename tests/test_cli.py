@@ -93,18 +93,24 @@ def test_evaluate_warns_when_the_scored_clips_trained_the_model(
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize(("moved", "says"), [
+    (["test"], "No test set in this split, so no result to report: the validation figures chose"),
+    (["test", "val"], "No test or validation set in this split, so no result to report: the "
+                      "model is the last epoch's"),
+])
 def test_train_without_a_test_split_says_there_is_no_result(
-    tmp_path: Path, tone_dataset: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, tone_dataset: Path, capsys: pytest.CaptureFixture[str], moved: list[str],
+    says: str,
 ) -> None:
     assert run(capsys, "prepare", "--data-dir", str(tone_dataset), "--out",
                str(tmp_path / "m.csv"))[0] == 0
     manifest = pd.read_csv(tmp_path / "m.csv")
-    manifest.loc[manifest["split"] == "test", "split"] = "train"
+    manifest.loc[manifest["split"].isin(moved), "split"] = "train"
     manifest.to_csv(tmp_path / "m.csv", index=False)
     status, text, _ = run(capsys, "train", "--manifest", str(tmp_path / "m.csv"), "--profile",
                           "smoke", "--output-dir", str(tmp_path / "run"), "--tracking", "disabled")
     assert status == 0 and "Test accuracy" not in text
-    assert "No test set in this split, so no result to report" in text
+    assert says in text and ("validation figures" in text) == (moved == ["test"])
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["test"] is None
 
 
@@ -206,8 +212,11 @@ def test_warnings_print_as_one_line() -> None:
 def test_dashboard_reports_a_failed_swanlab_watch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                   capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setattr(subprocess, "run", lambda *_, **__: subprocess.CompletedProcess([], 1))
+    from audiocls_utils.engine.dashboard import free_port
+
     (tmp_path / "swanlog").mkdir()
-    status, _, err = run(capsys, "dashboard", "--log-dir", str(tmp_path / "swanlog"))
+    status, _, err = run(capsys, "dashboard", "--log-dir", str(tmp_path / "swanlog"), "--port",
+                         str(free_port()))  # the default 5092 may be taken on a shared machine
     assert status == 2 and "swanlab watch stopped with status 1" in err
 
 
@@ -371,3 +380,66 @@ def test_a_label_the_terminal_cannot_show_is_escaped_not_a_traceback(tmp_path: P
     assert result.returncode == 0, result.stderr
     assert "caf\\xe9" in result.stdout and "8 clips in 2 classes" in result.stdout
     assert "café" in (tmp_path / "m.csv").read_text(encoding="utf-8")  # the manifest keeps it
+
+
+# ----------------------------------------------------------------------------- unclear, made clear
+
+def _manifest(path: Path, rows: list[str]) -> Path:
+    """Write a manifest CSV with the columns train needs and the given rows."""
+    path.write_text("path,label,split,duration\n" + "".join(f"{row}\n" for row in rows))
+    return path
+
+
+def test_inputs_of_the_wrong_kind_are_named_with_what_to_do(
+        tmp_path: Path, tone_dataset: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    clip = next((tone_dataset / "low").glob("*.wav"))
+    cases = [
+        (["prepare", "--data-dir", str(clip), "--out", str(tmp_path / "m.csv")],
+         f"Data folder {clip} is a file, not a folder"),
+        (["train", "--manifest", str(_manifest(tmp_path / "header.csv", [])), "--output-dir",
+          str(tmp_path / "r1")], f"Manifest {tmp_path / 'header.csv'} has a header but no clips"),
+        (["train", "--manifest", str(_manifest(tmp_path / "folder.csv", [
+            f"{tone_dataset / 'low'},low,train,1", f"{clip},low,train,1"])),
+          "--output-dir", str(tmp_path / "r2")],
+         f"1 row(s) name a folder, not an audio file, e.g. {tone_dataset / 'low'}"),
+    ]
+    os.mkfifo(tmp_path / "labels.csv")  # what --labels <(...) passes
+    cases.append((["prepare", "--data-dir", str(tone_dataset), "--labels",
+                   str(tmp_path / "labels.csv"), "--out", str(tmp_path / "m.csv")],
+                  f"Labels file {tmp_path / 'labels.csv'} is a pipe (a FIFO or a process "
+                  "substitution <(...)), not a file"))
+    for argv, says in cases:
+        status, _, err = run(capsys, *argv)
+        assert status == 2 and err.count("\n") == 1 and says in err, (argv, err)
+    assert not (tmp_path / "m.csv").exists()
+
+
+def test_a_reader_that_stops_early_is_no_error_and_the_manifest_is_whole(
+        tmp_path: Path, tone_dataset: Path) -> None:
+    # `audiocls prepare ... | head -2`: head leaves after two lines; the manifest is written.
+    command = [sys.executable, "-m", "audiocls_utils", "prepare", "--data-dir", str(tone_dataset),
+               "--out", str(tmp_path / "m.csv")]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    assert process.stdout is not None
+    process.stdout.close()  # the reader is gone before the first line
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 0 and err.decode() == ""
+    assert len(pd.read_csv(tmp_path / "m.csv")) == 36
+
+
+def test_stdout_whose_reader_left_drops_output_quietly() -> None:
+    from audiocls_utils.engine.cli import ReaderMayLeave
+
+    class Gone:
+        """A stream whose reader has left."""
+
+        def write(self, text: str) -> int:
+            raise BrokenPipeError(32, "Broken pipe")
+
+        def flush(self) -> None:
+            raise BrokenPipeError(32, "Broken pipe")
+
+    stream = ReaderMayLeave(Gone())
+    assert stream.write("a line\n") == len("a line\n") and stream.gone
+    stream.flush()  # no error either

@@ -51,3 +51,20 @@ def test_dashboard_lists_runs_and_charts_in_a_browser(tmp_path: Path) -> None:
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+def test_a_taken_port_is_refused_so_the_printed_address_is_the_served_one(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import socket
+
+    from audiocls_utils.engine.cli import main
+
+    (tmp_path / "swanlog").mkdir()
+    with socket.socket() as other:  # another dashboard already listens there
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        port = other.getsockname()[1]
+        status = main(["dashboard", "--log-dir", str(tmp_path / "swanlog"), "--port", str(port)])
+    out, err = capsys.readouterr()
+    assert status == 2 and "open http" not in out and err.count("\n") == 1
+    assert f"--port {port} on 127.0.0.1 is taken (another dashboard?): choose another" in err

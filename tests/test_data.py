@@ -323,3 +323,32 @@ def test_group_split_of_artists_within_genres_reaches_every_class() -> None:
     counts = split.groupby(["label", "split"]).size().unstack()
     assert counts.to_dict("list") == {"test": [5] * 5, "train": [10] * 5, "val": [5] * 5}
     assert check_splits(split) == []
+
+
+def test_manifest_cells_a_spreadsheet_would_run_are_escaped_and_read_back(tmp_path: Path) -> None:
+    from audiocls_utils.data import build_manifest, load_manifest, save_manifest
+
+    labels = ["=1+1", "+cmd", "-2", "@SUM(A1)", "'quoted", "plain"]
+    for i, label in enumerate(labels):  # different tones: identical files would be excluded
+        write_wav(tmp_path / "data" / label / "a.wav", tone(300.0 + 50 * i, 1.0))
+    manifest, _ = build_manifest(tmp_path / "data")
+    save_manifest(manifest, tmp_path / "manifest.csv")
+    cells = pd.read_csv(tmp_path / "manifest.csv", dtype=str)["label"]
+    assert sorted(cells) == sorted(["'=1+1", "'+cmd", "'-2", "'@SUM(A1)", "''quoted", "plain"])
+    assert sorted(load_manifest(tmp_path / "manifest.csv")["label"]) == sorted(labels)
+
+
+def test_a_groups_file_that_matches_no_clip_is_named_with_an_example_path(tmp_path: Path) -> None:
+    from audiocls_utils.data import build_manifest
+
+    for i, label in enumerate(("low", "high")):
+        write_wav(tmp_path / label / "a.wav", tone(300.0 + 500 * i, 1.0))
+    (tmp_path / "groups.csv").write_text("path,group\ndata/low/a.wav,alice\n")  # wrong prefix
+    with pytest.raises(AudioclsError) as error:
+        build_manifest(tmp_path, progress=False)
+    assert str(error.value) == (
+        f"{tmp_path / 'groups.csv'}: none of its 1 path(s) is a clip below {tmp_path} (e.g. "
+        "'data/low/a.wav'); its paths are relative to that folder, like 'high/a.wav': fix them")
+    (tmp_path / "groups.csv").write_text("path,group\nlow/a.wav,alice\n")  # one right is enough
+    manifest, _ = build_manifest(tmp_path, progress=False)
+    assert manifest.set_index("label")["group"].to_dict() == {"high": "", "low": "alice"}

@@ -334,3 +334,48 @@ def test_download_without_dest_lands_where_the_chapters_look(
                  archive.as_uri()]) == 0
     assert (f"the chapters look in {folder / gtzan.DATA_DIR}: move it there, or set "
             f"AUDIOCLS_DATA={tmp_path / 'elsewhere'}") in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("url", ["htp://example.com/genres.tar.gz", "http//example.com/g.tar.gz",
+                                 "https:///genres.tar.gz", "https://exa mple.com/genres.tar.gz",
+                                 "http://[::1/genres.tar.gz"])
+def test_a_malformed_url_is_called_malformed_not_a_network_problem(
+        tmp_path: Path, url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["download", "gtzan", "--dest", str(tmp_path), "--url", url]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"--url {url!r} is malformed" in err
+    assert "network" not in err and "reach" not in err
+
+
+@pytest.mark.parametrize(("content", "says"), [
+    (b"RIFF\x24\x00\x00\x00WAVEfmt " + bytes(64), "it is a WAV audio file"),
+    (b"<!DOCTYPE html><html><body>Sign in</body></html>", "it is a web page (HTML)"),
+    (b"Hello, no archive here", "its first bytes are b'Hello, no archiv'"),
+])
+def test_a_download_that_is_no_archive_says_what_it_is_in_one_line(
+        tmp_path: Path, content: bytes, says: str, capsys: pytest.CaptureFixture[str]) -> None:
+    source = tmp_path / "genres.tar.gz"
+    source.write_bytes(content)
+    assert main(["download", "gtzan", "--dest", str(tmp_path / "dest"), "--url",
+                 source.as_uri()]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"not a readable .tar.gz/.tgz/.tar/.zip archive ({says})" in err
+
+
+def test_a_full_disk_while_extracting_says_free_space_not_download_again(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    from audiocls_utils.engine import download as download_module
+
+    def full(archive: Path, folder: Path) -> None:
+        (folder / "genres").mkdir()
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    archive = _tar(tmp_path / "genres.tar.gz", [(_info("genres/a.wav"), b"x")])
+    monkeypatch.setattr(download_module, "_extract_all", full)
+    with pytest.raises(AudioclsError) as error:
+        extract_archive(archive, tmp_path / "dest")
+    assert "no space left on the disk while extracting" in str(error.value)
+    assert "nothing to download again" in str(error.value)
+    assert sorted(p.name for p in (tmp_path / "dest").iterdir()) == []  # staging removed

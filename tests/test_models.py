@@ -132,3 +132,28 @@ def test_a_damaged_weights_file_is_one_line_naming_it(torch_home: Path) -> None:
 def test_a_model_without_an_fc_head_is_refused_by_name(torch_home: Path) -> None:
     with pytest.raises(AudioclsError, match="mobilenet_v3_small has no `fc` head"):
         create_model("mobilenet_v3_small", 3, pretrained="no")
+
+
+def test_the_weights_server_is_asked_once_per_process_and_never_for_long(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import urllib.request
+
+    from audiocls_utils import models
+
+    asked: list[str] = []
+
+    def stalled(request: urllib.request.Request, timeout: float) -> None:
+        asked.append(request.full_url)
+        time.sleep(5)  # a name lookup on bad Wi-Fi: urlopen's own timeout does not cover it
+        raise OSError("no route")
+
+    monkeypatch.setenv("AUDIOCLS_OFFLINE", "0")
+    monkeypatch.setattr(models, "ANSWERS", {})
+    monkeypatch.setattr(urllib.request, "urlopen", stalled)
+    started = time.perf_counter()
+    answers = [models.reachable("https://download.example/resnet18.pth", timeout=0.2)
+               for _ in range(3)]
+    assert answers == [False] * 3 and len(asked) == 1
+    assert time.perf_counter() - started < 1.5
+    monkeypatch.setenv("AUDIOCLS_OFFLINE", "1")
+    assert not models.reachable("https://download.example/other.pth") and len(asked) == 1

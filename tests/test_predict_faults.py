@@ -15,7 +15,7 @@ import soundfile as sf
 import torch
 from helpers import BUNDLE_CLASSES, tampered_bundle, tone, untrained_bundle, write_wav
 
-from audiocls_utils import audio
+from audiocls_utils import audio, predict
 from audiocls_utils.data import build_manifest
 from audiocls_utils.engine.cli import main
 
@@ -241,10 +241,11 @@ def test_a_file_that_is_no_model_is_refused_without_pytorchs_unsafe_advice(
         assert "GLOBAL posix.system" in err
 
 
-def test_predict_decodes_each_file_once(tmp_path: Path, model_file: Path,
+def test_predict_decodes_each_file_once_and_a_long_one_twice(tmp_path: Path, model_file: Path,
                                         monkeypatch: pytest.MonkeyPatch,
                                         capsys: pytest.CaptureFixture[str]) -> None:
-    # The check and the features come from one decoding pass: a 2 h recording is read once.
+    # The check and the features come from one decoding pass; a file longer than KEEP_SECONDS
+    # is read again to stream its windows (its log-Mel is not kept: memory stays flat).
     opened: list[str] = []
     real_open = audio._open
 
@@ -254,7 +255,59 @@ def test_predict_decodes_each_file_once(tmp_path: Path, model_file: Path,
 
     monkeypatch.setattr(audio, "_open", spy)
     good = write_wav(tmp_path / "good.wav", tone(440.0, 1.0))
-    silent = write_wav(tmp_path / "silent.wav", np.zeros(22050, np.float32))
-    status, _, err = run(capsys, "predict", "--model", str(model_file), str(good), str(silent))
+    long = write_wav(tmp_path / "long.wav", tone(440.0, 3.0))
+    silent = write_wav(tmp_path / "silent.wav", np.zeros(22050 * 3, np.float32))
+    monkeypatch.setattr(predict, "KEEP_SECONDS", 2.0)
+    status, _, err = run(capsys, "predict", "--model", str(model_file), str(good), str(long),
+                         str(silent))
     assert status == 2 and "silent.wav" in err
-    assert sorted(opened) == ["good.wav", "silent.wav"]
+    assert sorted(opened) == ["good.wav", "long.wav", "long.wav", "silent.wav"]
+
+
+def test_ctrl_c_keeps_the_finished_files_and_json_stays_a_document(
+        tmp_path: Path, model_file: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from audiocls_utils.predict import Predictor
+
+    clips = [write_wav(tmp_path / f"{i}.wav", tone(300.0 + 100 * i, 1.0)) for i in range(3)]
+    real = Predictor.file_probabilities
+
+    def interrupted_on_the_last(self: Predictor, path: Path, scan: Any) -> torch.Tensor:
+        if Path(path).name == "2.wav":
+            raise KeyboardInterrupt
+        return real(self, path, scan)
+
+    monkeypatch.setattr(Predictor, "file_probabilities", interrupted_on_the_last)
+    status, out, err = run(capsys, "predict", "--model", str(model_file), *map(str, clips))
+    assert status == 130 and [line.split(":")[0] for line in out.splitlines()] == [
+        str(clips[0]), str(clips[1])]
+    assert "2 of 3 file(s) done before the interrupt" in err
+    status, out, _ = run(capsys, "predict", "--model", str(model_file), *map(str, clips), "--json")
+    assert status == 130 and [r["path"] for r in json.loads(out)] == [str(c) for c in clips[:2]]
+
+
+def test_a_run_folder_as_model_uses_its_model_pt_and_one_without_is_named(
+        tmp_path: Path, bundle: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
+    good = write_wav(tmp_path / "good.wav", tone(440.0, 1.0))
+    (tmp_path / "run").mkdir()
+    torch.save(bundle, tmp_path / "run" / "model.pt")
+    status, out, _ = run(capsys, "predict", "--model", str(tmp_path / "run"), str(good))
+    assert status == 0 and out.startswith(f"{good}: ")
+    (tmp_path / "empty").mkdir()
+    status, _, err = run(capsys, "predict", "--model", str(tmp_path / "empty"), str(good))
+    assert status == 2 and err.count("\n") == 1
+    assert f"{tmp_path / 'empty'} is a folder with no model.pt: name a model file" in err
+
+
+def test_a_fifo_is_called_a_pipe_not_an_empty_file(tmp_path: Path, model_file: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    good = write_wav(tmp_path / "good.wav", tone(440.0, 1.0))
+    os.mkfifo(tmp_path / "fifo.wav")  # what <(cat song.wav) passes; opening it would block
+    status, out, err = run(capsys, "predict", "--model", str(model_file), str(tmp_path / "fifo.wav"),
+                           str(good))
+    assert status == 2 and out.startswith(f"{good}: ")
+    assert _reasons(err)["fifo.wav"].startswith("a pipe (a FIFO or a process substitution <(...)), "
+                                                "not a file")
+    assert "empty" not in err

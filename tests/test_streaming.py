@@ -147,3 +147,52 @@ def test_buffers_stay_a_block_long_however_long_the_clip(long_clip: Path) -> Non
     # A block of 2**18 frames at 44.1 kHz is 2**17 samples at 22,050 Hz (plus the filter's reach).
     assert largest["piece"] <= audio.BLOCK_FRAMES // 2 + 2048
     assert largest["pending"] <= largest["piece"] + FeatureConfig().n_fft
+
+
+@pytest.mark.parametrize("seconds", [0.2, 20 * 128 / 22050, 1.0, 2.3])
+@pytest.mark.parametrize("piece", [4096, 50_000])
+def test_streamed_windows_are_the_windows_of_the_whole_log_mel(tmp_path: Path, seconds: float,
+                                                               piece: int) -> None:
+    from audiocls_utils.audio import AudioStream
+    from audiocls_utils.data import SegmentDataset
+    from audiocls_utils.features import scan_file, stream_windows
+
+    samples = _noisy_chirp(round(seconds * 22050))
+    samples[: len(samples) // 3] *= 1e-5  # a quiet start: the top_db floor bites there
+    path = write_wav(tmp_path / "clip.wav", samples, subtype="FLOAT")
+    whole = file_log_mel(path, CONFIG, torch.float32)
+    expected = SegmentDataset([whole], [0], 40, train=False, hop_frames=15)
+    floor, framed, _, kept = scan_file(path, CONFIG, torch.float32, keep_frames=10**6,
+                                       block_frames=piece)
+    assert framed and floor == float(whole.min())  # known before any window
+    assert torch.equal(kept, whole)  # a short file's log-Mel is kept: one decode
+    assert scan_file(path, CONFIG, torch.float32, keep_frames=whole.shape[-1] - 1).log_mel is None
+    windows = list(stream_windows(AudioStream(path, CONFIG.sample_rate, piece), CONFIG, 40, 15,
+                                  floor, torch.float32))
+    assert len(windows) == len(expected) >= 1
+    for window, (segment, _, _) in zip(windows, expected, strict=True):
+        assert torch.equal(window, segment)
+
+
+def test_predictor_streams_the_probabilities_it_gives_for_the_whole_log_mel(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from helpers import untrained_bundle
+
+    from audiocls_utils import predict
+    from audiocls_utils.predict import Predictor
+
+    monkeypatch.setattr(predict, "KEEP_SECONDS", 0.5)  # longer files stream their windows
+
+    predictor = Predictor(untrained_bundle(), device="cpu")
+    feature = predictor.recipe.feature
+    samples = _noisy_chirp(3 * 22050 + 77)  # 3 s: 9 windows
+    samples[: len(samples) // 3] *= 1e-5  # a quiet first second: the top_db floor bites there
+    path = write_wav(tmp_path / "clip.wav", samples, subtype="FLOAT")
+    whole = file_log_mel(path, feature, torch.float32)
+    assert len(range(0, whole.shape[-1] - 20 + 1, predictor.hop_frames)) >= 8
+    expected = predictor.clip_probabilities(whole)
+    assert predictor.scan(path).log_mel is None
+    streamed = predictor.probabilities([path])[0]
+    assert torch.allclose(streamed, expected, atol=1e-6)
+    [result] = predictor.predict([path], top_k=1)
+    assert result["top"][0]["probability"] == round(float(expected.max()), 4)

@@ -12,6 +12,7 @@ import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from ..errors import AudioclsError
 
@@ -179,8 +180,11 @@ def check_manifest_alone(args: argparse.Namespace) -> None:
 
 def validate_settings(args: argparse.Namespace) -> None:
     """Check every setting of the command before any long work starts; raise on the first bad one."""
+    from ..predict import model_file
     from .tracking import resolve_mode
 
+    if getattr(args, "model", None):  # a run folder stands for its model.pt
+        args.model = str(model_file(args.model))
     if getattr(args, "device", None):
         args.device = validate_device(args.device)
     if getattr(args, "workers", None) is not None and args.workers < 0:
@@ -258,9 +262,10 @@ def cmd_download(args: argparse.Namespace) -> None:
 
     from ..data import course_root, find_data_root
     from ..gtzan import DATA_DIR, DEFAULT_SOURCE, SOURCES, find_gtzan, known_sha256
-    from .download import ARCHIVE_SUFFIXES, download, extract_archive, missing_members
+    from .download import ARCHIVE_SUFFIXES, check_url, download, extract_archive, missing_members
 
     url = args.url or SOURCES[DEFAULT_SOURCE].url
+    check_url(url)
     if args.sha256 and not re.fullmatch(r"[0-9a-fA-F]{64}", args.sha256):
         raise AudioclsError(f"--sha256 {args.sha256!r} is not a SHA-256 (64 hex digits)")
     sha256 = args.sha256 or known_sha256(url)
@@ -352,10 +357,18 @@ def cmd_train(args: argparse.Namespace) -> None:
             print(f"Test accuracy {test['accuracy']:.3f}, macro-F1 {test['macro_f1']:.3f} "
                   f"({test['num_clips']} clips)")
         else:
-            print("No test set in this split, so no result to report: the validation figures "
-                  "chose the model and overstate its accuracy")
+            print(no_test_note(result.metrics))
         if result.trained:  # else the runner said the folder holds this run, finished
             print(f"Wrote {args.output_dir}/metrics.json, model.pt, history.csv")
+
+
+def no_test_note(metrics: dict[str, Any]) -> str:
+    """Say why a run without test clips reports no result, and what chose its model."""
+    if metrics.get("val"):  # None when there were no validation clips
+        return ("No test set in this split, so no result to report: the validation figures "
+                "chose the model and overstate its accuracy")
+    return ("No test or validation set in this split, so no result to report: the model is the "
+            "last epoch's; measure it on clips it never saw (`audiocls evaluate`)")
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
@@ -392,12 +405,12 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 def _warn_if_trained_on(rows, model: Path) -> int | None:  # noqa: ANN001 - pandas type
     """Warn when clips being scored trained the model (its run's manifest.csv says so); return
     how many did (None: no manifest.csv beside the model to tell)."""
-    import pandas as pd
+    from ..data import read_manifest_csv
 
     run_manifest = model.with_name("manifest.csv")
     if not run_manifest.exists():
         return None
-    trained = pd.read_csv(run_manifest, usecols=["path", "split"], dtype=str)
+    trained = read_manifest_csv(run_manifest, usecols=["path", "split"], dtype=str)
     seen = set(trained.loc[trained["split"] == "train", "path"])
     overlap = int(rows["path"].isin(seen).sum())
     if overlap:
@@ -407,26 +420,47 @@ def _warn_if_trained_on(rows, model: Path) -> int | None:  # noqa: ANN001 - pand
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
-    """Print the top-k labels of each good file and, on stderr, why each other one has none."""
-    from ..data import printable
+    """Print each file's top-k labels as soon as it is done (on stderr, why a file has none).
+
+    With --json the output is one JSON array, each file's object printed as it is done; on
+    Ctrl-C the array is closed, so what was printed stays a valid document.
+    """
     from ..predict import Predictor, check_top_k
 
     check_top_k(args.top_k)  # before any work
-    results = Predictor.from_file(args.model, device=args.device).predict(args.files, args.top_k)
-    if args.json:  # failures are in it too, as {"path", "error"}
-        print(json.dumps(results, indent=2))
-    else:
-        for result in results:
-            path = printable(Path(result["path"]))
-            if "error" in result:
-                print(f"{path}: not labelled: {result['error']}", file=sys.stderr)
+    predictor = Predictor.from_file(args.model, device=args.device)
+    done = failed = 0
+    if args.json:
+        print("[", flush=True)
+    try:
+        for result in predictor.each_prediction(args.files, args.top_k):
+            if args.json:  # failures are in it too, as {"path", "error"}
+                print(("," if done else "") + json.dumps(result), flush=True)
             else:
-                ranked = ", ".join(f"{t['label']} {t['probability']:.2f}" for t in result["top"])
-                print(f"{path}: {ranked}")
-    failed = sum("error" in result for result in results)
+                _print_prediction(result)
+            done, failed = done + 1, failed + ("error" in result)
+    except KeyboardInterrupt:
+        print(f"audiocls predict: {done} of {len(args.files)} file(s) done before the interrupt "
+              "(printed above)", file=sys.stderr)
+        raise
+    finally:
+        if args.json:
+            print("]", flush=True)
     if failed:
-        raise AudioclsError(f"{failed} of {len(results)} file(s) could not be labelled (each is "
+        raise AudioclsError(f"{failed} of {done} file(s) could not be labelled (each is "
                             "named above with the reason); the others were")
+
+
+def _print_prediction(result: dict[str, Any]) -> None:
+    """Print one file's labels on stdout, or why it has none on stderr, at once."""
+    from ..data import printable
+
+    path = printable(Path(result["path"]))
+    if "error" in result:
+        print(f"{path}: not labelled: {result['error']}", file=sys.stderr, flush=True)
+    else:
+        ranked = ", ".join(f"{t['label']} {t['probability']:.2f}" for t in result["top"])
+        print(f"{path}: {ranked}", flush=True)
 
 
 def cmd_export(args: argparse.Namespace) -> None:
@@ -441,9 +475,10 @@ def cmd_dashboard(args: argparse.Namespace) -> None:
     """Serve the SwanLab dashboard of the course's runs on localhost until Ctrl+C."""
     import subprocess
 
-    from .dashboard import check_log_dir, find_log_dir
+    from .dashboard import check_log_dir, check_port_free, find_log_dir
 
     log_dir = check_log_dir(args.log_dir) if args.log_dir else find_log_dir(args.search)
+    check_port_free(args.host, args.port)  # else swanlab serves on another port than printed
     print(f"SwanLab dashboard for {log_dir}: open http://{args.host}:{args.port} (Ctrl+C stops)")
     status = subprocess.run([sys.executable, "-m", "swanlab", "watch", str(log_dir), "--host",
                              args.host, "--port", str(args.port)], check=False).returncode
@@ -607,12 +642,58 @@ def one_line_warnings(command: str) -> Iterator[None]:
         warnings.formatwarning = saved
 
 
+class ReaderMayLeave:
+    """Stand in for stdout: once its reader has gone (`| head -2`), drop what is printed.
+
+    The command goes on and finishes its work (a manifest is written whole); only the
+    printing stops, which is no error.
+    """
+
+    def __init__(self, stream: Any) -> None:
+        self.stream, self.gone = stream, False
+
+    def write(self, text: str) -> int:
+        """Write `text` unless the reader has gone."""
+        return self._quietly(self.stream.write, text) or len(text)
+
+    def flush(self) -> None:
+        """Flush unless the reader has gone."""
+        self._quietly(self.stream.flush)
+
+    def _quietly(self, action: Any, *args: Any) -> Any:
+        """Run `action`; on a broken pipe, point the stream's descriptor at /dev/null and stop."""
+        if self.gone:
+            return None
+        try:
+            return action(*args)
+        except BrokenPipeError:
+            self.gone = True
+            try:  # so that Python's flush at exit finds somewhere to write, not an error
+                os.dup2(os.open(os.devnull, os.O_WRONLY), self.stream.fileno())
+            except (OSError, ValueError, AttributeError):
+                pass  # not a real descriptor (a test's captured stream)
+            return None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.stream, name)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; user mistakes and disk faults print one line and exit with status 2."""
     for stream in (sys.stdout, sys.stderr):  # a label in a terminal that cannot show it: escaped
         if hasattr(stream, "reconfigure"):
             stream.reconfigure(errors="backslashreplace")
     args = build_parser().parse_args(argv)
+    stdout, sys.stdout = sys.stdout, ReaderMayLeave(sys.stdout)
+    try:
+        return _run(args)
+    finally:
+        sys.stdout.flush()  # what is still buffered meets a reader that left here, not at exit
+        sys.stdout = stdout
+
+
+def _run(args: argparse.Namespace) -> int:
+    """Run the parsed command; user mistakes and disk faults print one line and return 2."""
     if args.command == "train" and not (args.data_dir or args.manifest):
         print("audiocls train: error: give --data-dir or --manifest", file=sys.stderr)
         return 2

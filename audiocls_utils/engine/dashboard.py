@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import shutil
 import socket
 import subprocess
@@ -46,10 +47,24 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def check_port_free(host: str, port: int) -> None:
+    """Stop unless nothing listens on `host:port`: swanlab watch would quietly take another."""
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a closed one's wait is no use
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            taken = error.errno == errno.EADDRINUSE
+            why = "is taken (another dashboard?)" if taken else f"cannot be used ({error.strerror})"
+            raise AudioclsError(f"--port {port} on {host} {why}: choose another, e.g. --port "
+                                f"{free_port()} (free now)") from None
+
+
 def start_dashboard(log_dir: str | Path, port: int, host: str = "127.0.0.1",
                     timeout: float = 60.0) -> subprocess.Popen:
     """Start `swanlab watch` in the background and wait until it answers on `host:port`."""
     log_dir = check_log_dir(log_dir)
+    check_port_free(host, port)
     command = [sys.executable, "-m", "swanlab", "watch", str(log_dir), "--host", host,
                "--port", str(port)]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,

@@ -39,6 +39,23 @@ def _offline_message(url: str, reason: object) -> str:
             f"(--url file:///path/to/{name})")
 
 
+def check_url(url: str) -> None:
+    """Stop unless `url` is an http(s) URL with a host name, or a file:// URL: a typo is no
+    network problem."""
+    example = "e.g. https://host/path/genres.tar.gz or file:///path/to/genres.tar.gz"
+    try:
+        parts = urllib.parse.urlsplit(url)
+        host = parts.hostname
+    except ValueError as error:  # "Invalid IPv6 URL", a port that is not a number
+        raise AudioclsError(f"--url {url!r} is malformed ({error}): {example}") from None
+    if parts.scheme not in ("http", "https", "file"):
+        raise AudioclsError(f"--url {url!r} is malformed: it must start with https://, http:// "
+                            f"or file://; {example}")
+    if parts.scheme != "file" and (not host or any(c.isspace() for c in url)):
+        raise AudioclsError(f"--url {url!r} is malformed (no host name, or a space in it): "
+                            f"{example}")
+
+
 def _content_range_start(response: http.client.HTTPResponse) -> int | None:
     """Return where a 206 answer starts (`Content-Range: bytes START-END/TOTAL`), else None."""
     match = re.match(r"bytes (\d+)-", response.headers.get("Content-Range", ""))
@@ -188,7 +205,29 @@ def _members(archive: Path) -> list[str]:
             return [_check_tar_member(member, archive) for member in tar.getmembers()]
     except (tarfile.TarError, EOFError, OSError) as error:
         raise AudioclsError(f"{archive}: not a readable {'/'.join(ARCHIVE_SUFFIXES)} archive "
-                            f"({error}); delete it and download again") from None
+                            f"({what_it_holds(archive, error)}); check the URL, delete it and "
+                            "download again") from None
+
+
+SIGNATURES = ((b"\x1f\x8b", None), (b"RIFF", "a WAV audio file"), (b"fLaC", "a FLAC audio file"),
+              (b"ID3", "an MP3 audio file"), (b"OggS", "an Ogg audio file"),
+              (b"%PDF", "a PDF document"), (b"<!doctype html", "a web page (HTML)"),
+              (b"<html", "a web page (HTML)"), (b"<?xml", "an XML document (an error page?)"),
+              (b"{", "JSON text (an error message?)"))
+
+
+def what_it_holds(archive: Path, error: Exception) -> str:
+    """Say in a few words what a file that is not a readable archive holds."""
+    with open(archive, "rb") as file:
+        raw = file.read(64)
+    head = raw.lstrip().lower()
+    if not head:
+        return "it is empty"
+    for signature, kind in SIGNATURES:
+        if head.startswith(signature.lower()):
+            return f"it is {kind}" if kind else "a gzip stream that ends early or is damaged"
+    lines = [line.strip("- ") for line in str(error).splitlines() if line.strip()]
+    return lines[-1] if len(lines) == 1 else f"its first bytes are {raw[:16]!r}"
 
 
 def _extract_all(archive: Path, folder: Path) -> None:
@@ -237,6 +276,10 @@ def extract_archive(archive: str | Path, dest: str | Path) -> list[Path]:
     except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError) as error:
         for path in moved:  # undo a partial move: nothing half-extracted stays behind
             shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
+        if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise AudioclsError(f"no space left on the disk while extracting {archive} into "
+                                f"{dest}: free some space (the archive is kept: nothing to "
+                                "download again) and run the same command again") from None
         raise AudioclsError(f"{archive}: extraction failed ({error}); delete it and download "
                             "again") from None
     finally:

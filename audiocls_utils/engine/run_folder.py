@@ -27,6 +27,7 @@ import pandas as pd
 
 from .. import __version__
 from ..config import Recipe
+from ..data import read_manifest_csv
 from ..errors import AudioclsError
 from ..files import file_signature, remove_temp_files, write_json
 
@@ -141,7 +142,7 @@ def may_add_epochs(old: dict[str, Any], new: dict[str, Any]) -> bool:
 def data_differences(folder: Path, manifest: pd.DataFrame) -> str:
     """Describe how `manifest` differs from the run's manifest.csv: clips added, removed, moved."""
     try:
-        used = pd.read_csv(folder / "manifest.csv", dtype=str)
+        used = read_manifest_csv(folder / "manifest.csv", dtype=str)
         old = dict(zip(used["path"], zip(used["label"], used["split"], strict=True), strict=True))
     except (OSError, ValueError, KeyError, pd.errors.ParserError):
         return "other data"
