@@ -223,6 +223,17 @@ def test_zip_archives_extract_and_traversal_is_refused(tmp_path: Path) -> None:
     assert not (tmp_path / "b").exists() and not (tmp_path / "escaped.txt").exists()
 
 
+def _genres_archive(folder: Path, genres: tuple[str, ...] = ("blues", "rock")) -> Path:
+    """Write folder/genres.tar.gz, GTZAN's layout with one short clip per genre; return it."""
+    tree = folder / "source"
+    for genre in genres:
+        write_wav(tree / "genres" / genre / f"{genre}.00000.wav", tone(300, 0.05))
+    archive = folder / "genres.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(tree / "genres", arcname="genres")
+    return archive
+
+
 def test_a_corrupt_archive_is_a_clear_error(tmp_path: Path) -> None:
     (tmp_path / "genres.tar.gz").write_bytes(PAYLOAD[:1000])
     with pytest.raises(AudioclsError, match="not a readable"):
@@ -232,12 +243,7 @@ def test_a_corrupt_archive_is_a_clear_error(tmp_path: Path) -> None:
 def test_download_command_fetches_verifies_extracts_and_says_what_next(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    tree = tmp_path / "source"
-    for genre in ("blues", "rock"):
-        write_wav(tree / "genres" / genre / f"{genre}.00000.wav", tone(300, 0.05))
-    archive = tmp_path / "genres.tar.gz"
-    with tarfile.open(archive, "w:gz") as tar:
-        tar.add(tree / "genres", arcname="genres")
+    archive = _genres_archive(tmp_path)
     dest = tmp_path / "gtzan"
     args = ["download", "gtzan", "--dest", str(dest), "--url", archive.as_uri(), "--sha256",
             file_sha256(archive)]
@@ -259,12 +265,7 @@ def test_a_genres_folder_that_is_not_the_archive_extracted_is_refused(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # Before: a genres/ holding only a readme was "already extracted", and nothing was.
-    tree = tmp_path / "source"
-    for genre in ("blues", "rock"):
-        write_wav(tree / "genres" / genre / f"{genre}.00000.wav", tone(300, 0.05))
-    archive = tmp_path / "genres.tar.gz"
-    with tarfile.open(archive, "w:gz") as tar:
-        tar.add(tree / "genres", arcname="genres")
+    archive = _genres_archive(tmp_path)
     dest = tmp_path / "gtzan"
     (dest / "genres").mkdir(parents=True)
     (dest / "genres" / "README.txt").write_text("GTZAN goes here\n")
@@ -318,11 +319,7 @@ def test_download_without_dest_lands_where_the_chapters_look(
 ) -> None:
     from audiocls_utils import data, gtzan
 
-    tree = tmp_path / "source"
-    write_wav(tree / "genres" / "blues" / "blues.00000.wav", tone(300, 0.05))
-    archive = tmp_path / "genres.tar.gz"
-    with tarfile.open(archive, "w:gz") as tar:
-        tar.add(tree / "genres", arcname="genres")
+    archive = _genres_archive(tmp_path, ("blues",))
     folder = tmp_path / "course"
     monkeypatch.setattr(data, "course_root", lambda: folder)
     assert main(["download", "gtzan", "--url", archive.as_uri()]) == 0
