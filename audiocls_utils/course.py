@@ -47,17 +47,13 @@ from .engine.cache import FeatureCache
 from .engine.run_folder import RUN_FILE, data_fingerprint, finish_run, read_record, run_record
 from .engine.runner import run_experiment
 from .engine.synth import generate_dataset
-from .engine.tracking import (  # noqa: F401 - the chapters import the SwanLab helpers from here
-    misclassified,
-    quiet_swanlab,
-    resolve_mode,
-    swanlab_line,
-    swanlab_test_media,
-)
+from .engine.tracking import quiet_swanlab, resolve_mode, swanlab_line  # noqa: F401 (chapters)
 from .errors import AudioclsError
 from .files import save_torch, write_csv, write_json
 from .gtzan import GENRES, find_gtzan  # GENRES: GTZAN's ten genres, which the built-in set copies
+from .metrics import misclassified  # noqa: F401 - chapter 03 writes it; chapters import it here
 from .models import check_device, machine_profile, pick_device
+from .plots import swanlab_test_media  # noqa: F401 - chapter 03 writes it; chapters import it here
 from .predict import model_bundle
 from .train import seed_everything
 

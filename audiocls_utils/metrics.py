@@ -51,3 +51,10 @@ def format_confusion_matrix(matrix: Sequence[Sequence[int]], class_names: Sequen
     for name, row in zip(class_names, matrix, strict=True):
         lines.append(name.ljust(width) + "".join(str(int(count)).rjust(column) for count in row))
     return "\n".join(lines)
+
+
+def misclassified(targets, probabilities, max_clips=4):  #@save
+    """Return the positions of up to `max_clips` misclassified clips, the most confident first."""
+    confidence, predictions = probabilities.max(dim=1)  # (clips,), (clips,)
+    wrong = [i for i, (p, t) in enumerate(zip(predictions.tolist(), targets, strict=True)) if p != t]
+    return sorted(wrong, key=lambda i: -float(confidence[i]))[:max_clips]

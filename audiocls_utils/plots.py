@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+import swanlab
 import torch
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from .audio import load_audio
 from .config import FeatureConfig, Recipe
+from .features import LogMel
+from .metrics import misclassified
 
 CMAP = "magma"  # one colormap for every spectrogram in the course
 
@@ -384,3 +389,29 @@ def plot_cnn_input(image: torch.Tensor, title: str = "What the CNN receives") ->
     figure.colorbar(shown, ax=ax, label="Standardized value (std units)")
     figure.tight_layout()
     return figure
+
+
+def swanlab_test_media(paths, targets, probabilities, class_names, config, max_clips=4,  #@save
+                       seconds=10.0):
+    """Return SwanLab's confusion-matrix chart of a test set, and its most confident mistakes as
+    `swanlab.Audio` (their first `seconds`) and `swanlab.Image` (their log-Mels)."""
+    predictions = probabilities.argmax(dim=1).tolist()  # (clips,) the top class of each clip
+    media = {}
+    if set(targets) == set(range(len(class_names))):  # SwanLab's chart needs every class present
+        # Rows are the true classes, each as fractions of its clips (SwanLab normalizes them).
+        media["test/confusion_matrix"] = swanlab.echarts.confusion_matrix(
+            list(targets), predictions, list(class_names))
+    to_log_mel, sounds, images = LogMel(config), [], []
+    for i in misclassified(targets, probabilities, max_clips):
+        waveform = load_audio(paths[i], config.sample_rate)[: int(seconds * config.sample_rate)]
+        caption = (f"{Path(paths[i]).name}: {class_names[targets[i]]} taken for "
+                   f"{class_names[predictions[i]]} ({float(probabilities[i].max()):.2f})")
+        sounds.append(swanlab.Audio(waveform.numpy(), sample_rate=config.sample_rate, caption=caption))
+        figure = plot_spectrogram(to_log_mel(waveform), config, title=caption,
+                                  colorbar_label="dB" if config.to_db else "power")
+        figure.tight_layout()  # keep the axis labels inside the image
+        images.append(swanlab.Image(figure, caption=caption))
+        plt.close(figure)
+    if sounds:
+        media["test/misclassified_audio"], media["test/misclassified_log_mel"] = sounds, images
+    return media

@@ -1,7 +1,8 @@
 """The notebooks' SwanLab helpers: the test set logged as SwanLab's own chart and media (confusion
 matrix, misclassified clips as audio with their log-Mels), banners kept out of the output, and the
-one line a notebook prints per run. They live in engine/tracking.py, which `audiocls train` uses
-too; the chapters import them from the course module."""
+one line a notebook prints per run. Chapter 03 writes `misclassified` and `swanlab_test_media`
+(in the core's metrics and plots, which `audiocls train` uses too); the chapters import them from
+the course module."""
 
 from __future__ import annotations
 
@@ -20,7 +21,6 @@ from audiocls_utils.course import (
     quiet_swanlab,
     swanlab_test_media,
 )
-from audiocls_utils.engine import tracking
 
 CLASSES = ["high", "low", "mid"]
 CONFIG = FeatureConfig()
@@ -35,11 +35,6 @@ def _clips(tmp_path: Path, seconds: float = 2.0) -> list[Path]:
 # True targets 0, 1, 2, 1; clip 1 is taken for class 0 (p 0.6), clip 3 for class 2 (p 0.9).
 TARGETS = [0, 1, 2, 1]
 PROBABILITIES = torch.tensor([[0.8, 0.1, 0.1], [0.6, 0.3, 0.1], [0.2, 0.2, 0.6], [0.05, 0.05, 0.9]])
-
-
-def test_the_course_module_hands_the_chapters_the_engines_helpers() -> None:
-    assert (misclassified, quiet_swanlab, swanlab_test_media) == (
-        tracking.misclassified, tracking.quiet_swanlab, tracking.swanlab_test_media)
 
 
 def test_misclassified_lists_the_most_confident_mistakes_first() -> None:

@@ -6,7 +6,7 @@ account, each run saved in <log_dir>/run-*, uploaded later with `swanlab sync` (
 by `make dashboard` while it works); `online` logs to the cloud with a key. Tests use `disabled`.
 SwanLab's start and finish banners are kept out of the output (`quiet_swanlab`): one line per
 run says where it is logged (`swanlab_line`). A run's test set is logged as SwanLab's own chart
-and media (`swanlab_test_media`, written in chapter 03).
+and media (`plots.swanlab_test_media`, written in chapter 03).
 """
 
 from __future__ import annotations
@@ -18,15 +18,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import matplotlib.pyplot as plt
-import swanlab
 import torch
 
-from ..audio import load_audio
 from ..config import FeatureConfig
 from ..errors import AudioclsError
-from ..features import LogMel
-from ..plots import plot_spectrogram
+from ..plots import swanlab_test_media
 
 MODES = ("disabled", "local", "offline", "online", "cloud")
 
@@ -80,39 +76,6 @@ def quiet_swanlab() -> Iterator[None]:
         yield
     finally:
         console.quiet = was_quiet
-
-
-def misclassified(targets, probabilities, max_clips=4):  #@save
-    """Return the positions of up to `max_clips` misclassified clips, the most confident first."""
-    confidence, predictions = probabilities.max(dim=1)  # (clips,), (clips,)
-    wrong = [i for i, (p, t) in enumerate(zip(predictions.tolist(), targets, strict=True)) if p != t]
-    return sorted(wrong, key=lambda i: -float(confidence[i]))[:max_clips]
-
-
-def swanlab_test_media(paths, targets, probabilities, class_names, config, max_clips=4,  #@save
-                       seconds=10.0):
-    """Return SwanLab's confusion-matrix chart of a test set, and its most confident mistakes as
-    `swanlab.Audio` (their first `seconds`) and `swanlab.Image` (their log-Mels)."""
-    predictions = probabilities.argmax(dim=1).tolist()  # (clips,) the top class of each clip
-    media = {}
-    if set(targets) == set(range(len(class_names))):  # SwanLab's chart needs every class present
-        # Rows are the true classes, each as fractions of its clips (SwanLab normalizes them).
-        media["test/confusion_matrix"] = swanlab.echarts.confusion_matrix(
-            list(targets), predictions, list(class_names))
-    to_log_mel, sounds, images = LogMel(config), [], []
-    for i in misclassified(targets, probabilities, max_clips):
-        waveform = load_audio(paths[i], config.sample_rate)[: int(seconds * config.sample_rate)]
-        caption = (f"{Path(paths[i]).name}: {class_names[targets[i]]} taken for "
-                   f"{class_names[predictions[i]]} ({float(probabilities[i].max()):.2f})")
-        sounds.append(swanlab.Audio(waveform.numpy(), sample_rate=config.sample_rate, caption=caption))
-        figure = plot_spectrogram(to_log_mel(waveform), config, title=caption,
-                                  colorbar_label="dB" if config.to_db else "power")
-        figure.tight_layout()  # keep the axis labels inside the image
-        images.append(swanlab.Image(figure, caption=caption))
-        plt.close(figure)
-    if sounds:
-        media["test/misclassified_audio"], media["test/misclassified_log_mel"] = sounds, images
-    return media
 
 
 class Tracker:
