@@ -47,7 +47,7 @@ demo: $(LAB_STAMP)
 	$(BIN)/python scripts/run_notebooks.py --out outputs/notebooks
 
 demo-cli: $(LAB_STAMP)
-	$(BIN)/python -m audiocls_utils.engine.demo --out $(DEMO_DIR)
+	$(BIN)/python scripts/demo_cli.py --out $(DEMO_DIR)
 
 dashboard: $(LAB_STAMP)
 	$(BIN)/audiocls dashboard

@@ -44,7 +44,7 @@ from .data import (
     save_manifest,
 )
 from .engine.cache import FeatureCache
-from .engine.run_folder import RUN_FILE, data_fingerprint, finish_run, read_record, run_record
+from .engine.run_folder import RUN_FILE, Plan, finish_run, plan_run, run_record
 from .engine.runner import run_experiment
 from .engine.synth import generate_dataset
 from .engine.tracking import quiet_swanlab, resolve_mode, swanlab_line  # noqa: F401 (chapters)
@@ -202,24 +202,6 @@ def read_run(output_dir: str | Path) -> Run:
                output_dir)
 
 
-def same_run_inputs(run_dir: Path, manifest: pd.DataFrame, recipe: Recipe, seed: int) -> bool:
-    """Return True when `run_dir` holds a finished run of `recipe` on this manifest and seed.
-
-    The clips' content counts too: the run's data fingerprint (run.json) must match theirs now.
-    """
-    try:
-        run = read_run(run_dir)
-        used = load_manifest(run_dir / "manifest.csv")
-        record = read_record(run_dir)
-    except AudioclsError:
-        return False
-    expected = limit_per_class(manifest, recipe.clips_per_class, seed=seed)
-    columns = ["path", "label", "split"]
-    return (run.recipe == recipe and run.metrics.get("seed") == seed and record is not None
-            and record.get("data", {}).get("fingerprint") == data_fingerprint(expected)
-            and used[columns].reset_index(drop=True).equals(expected[columns].reset_index(drop=True)))
-
-
 # ----------------------------------------------------------------------------- the notebook session
 
 @dataclass
@@ -319,8 +301,14 @@ class Course:
     def finished_run(self, recipe: Recipe, manifest: pd.DataFrame | None = None) -> Run | None:
         """Return the run of `recipe` an earlier notebook left, if it used this data and seed."""
         manifest = self.manifest() if manifest is None else manifest
-        folder = self.run_dir(recipe)
-        return read_run(folder) if same_run_inputs(folder, manifest, recipe, self.seed) else None
+        folder, used = self.run_dir(recipe), limit_per_class(manifest, recipe.clips_per_class,
+                                                             seed=self.seed)
+        try:  # `audiocls train`'s own rule: the same recipe, seed, clips and content, finished
+            plan = plan_run(folder, run_record(recipe, self.seed, None, used), used, resume=False,
+                            overwrite=False)
+        except AudioclsError:  # another run, or this one unfinished: train it here
+            return None
+        return read_run(folder) if plan is Plan.FINISHED else None
 
     def reuse_or_train(self, recipe: Recipe, manifest: pd.DataFrame | None = None) -> Run:
         """Return the run of `recipe` left by an earlier notebook if it used this data, else train it."""

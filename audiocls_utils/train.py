@@ -74,10 +74,15 @@ def evaluate(model, loader, device, amp=False):  #@save
     return loss, accuracy, probabilities
 
 
+def is_better(val_acc, val_loss, best):  #@save
+    """Return True when (val_acc, val_loss) beats the pair `best`: higher accuracy, or as high, lower loss."""
+    return (val_acc, -val_loss) > (best[0], -best[1])
+
+
 def fit(model, train_loader, val_loader, loss_fn, optimizer, epochs, device,  #@save
         scheduler=None, augment=None, accumulate=1, amp=False):
     """Train for `epochs`, log each one to SwanLab, and keep the weights of the best validation epoch."""
-    history, best, best_epoch, best_state = [], (-1.0, -math.inf), 0, None
+    history, best, best_epoch, best_state = [], (-1.0, math.inf), 0, None
     for epoch in range(1, epochs + 1):
         started, lr = time.perf_counter(), optimizer.param_groups[0]["lr"]
         train_loss, train_acc = train_one_epoch(model, train_loader, loss_fn, optimizer, device,
@@ -93,8 +98,8 @@ def fit(model, train_loader, val_loader, loss_fn, optimizer, epochs, device,  #@
                          "val/loss": val_loss, "val/acc": val_acc}, step=epoch)
         print(f"epoch {epoch:>2}/{epochs}  lr {lr:.1e}  train loss {train_loss:.3f} acc "
               f"{train_acc:.3f}  val loss {val_loss:.3f} acc {val_acc:.3f}")
-        if (val_acc, -val_loss) > best:  # higher accuracy, or as high with a lower loss
-            best, best_epoch, best_state = (val_acc, -val_loss), epoch, copy.deepcopy(model.state_dict())
+        if is_better(val_acc, val_loss, best):
+            best, best_epoch, best_state = (val_acc, val_loss), epoch, copy.deepcopy(model.state_dict())
     model.load_state_dict(best_state)  # the best epoch's weights
     return pd.DataFrame(history), best_epoch
 

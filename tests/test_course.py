@@ -33,7 +33,6 @@ from audiocls_utils.course import (
     read_run,
     recipe_table,
     resolve_profile,
-    same_run_inputs,
     tracking_mode,
     widgets_enabled,
     workdir,
@@ -42,7 +41,7 @@ from audiocls_utils.data import build_manifest, limit_per_class, make_splits, sa
 from audiocls_utils.engine.run_folder import finish_run, run_record
 from audiocls_utils.errors import AudioclsError
 from audiocls_utils.features import LogMel
-from audiocls_utils.files import write_csv, write_json
+from audiocls_utils.files import save_torch, write_csv, write_json
 
 GENRES = ("blues", "classical", "country", "disco", "hiphop", "jazz", "metal", "pop", "reggae",
           "rock")
@@ -133,6 +132,7 @@ def _fake_run(folder: Path, manifest: pd.DataFrame, recipe_name: str = "baseline
     save_manifest(used, folder / "manifest.csv")
     finish_run(folder, run_record(recipe, seed, None, used))
     write_json(folder / "recipe.json", recipe.to_dict())
+    save_torch({}, folder / "model.pt")  # its presence is what a finished run needs here
     write_json(folder / "metrics.json", {"seed": seed, "classes": ["a", "b"],
                                          "test": {"accuracy": 0.75, "macro_f1": 0.7}})
     write_csv(pd.DataFrame({"epoch": [1, 2], "train_acc": [0.5, 0.9], "val_acc": [0.6, 0.8],
@@ -144,15 +144,18 @@ def _fake_run(folder: Path, manifest: pd.DataFrame, recipe_name: str = "baseline
 def test_a_run_is_reused_only_with_the_same_recipe_split_and_seed(
         tmp_path: Path, tone_dataset: Path) -> None:
     manifest = make_splits(build_manifest(tone_dataset, progress=False)[0], "random", seed=42)
-    recipe = apply_profile(get_recipe("baseline"), "smoke")
-    _fake_run(tmp_path / "run", manifest)
-    assert same_run_inputs(tmp_path / "run", manifest, recipe, 42)
-    assert not same_run_inputs(tmp_path / "run", manifest, recipe, 0)
-    assert not same_run_inputs(tmp_path / "run", manifest, replace(recipe, lr=1e-3), 42)
-    assert not same_run_inputs(tmp_path / "run", make_splits(manifest, "random", seed=1), recipe, 42)
-    assert not same_run_inputs(tmp_path / "missing", manifest, recipe, 42)
-    (tmp_path / "run" / "run.json").unlink()  # nothing vouches for the clips' content
-    assert not same_run_inputs(tmp_path / "run", manifest, recipe, 42)
+    session = _course(tmp_path, tone_dataset)
+    recipe = session.recipe("baseline")
+    _fake_run(session.run_dir(recipe), manifest)
+    assert session.finished_run(recipe, manifest).test_accuracy == 0.75
+    assert _course(tmp_path, tone_dataset, seed=0).finished_run(recipe, manifest) is None
+    assert session.finished_run(replace(recipe, lr=1e-3), manifest) is None
+    assert session.finished_run(recipe, make_splits(manifest, "random", seed=1)) is None
+    (session.run_dir(recipe) / "model.pt").unlink()  # not finished: no model
+    assert session.finished_run(recipe, manifest) is None
+    _fake_run(session.run_dir(recipe), manifest)
+    (session.run_dir(recipe) / "run.json").unlink()  # nothing vouches for the clips' content
+    assert session.finished_run(recipe, manifest) is None
     with pytest.raises(AudioclsError, match="not a finished run"):
         read_run(tmp_path / "missing")
 
@@ -161,15 +164,16 @@ def test_a_run_is_not_reused_once_its_clips_hold_new_content_at_the_same_size(
         tmp_path: Path, tone_dataset: Path) -> None:
     # Before: chapter 04 reused the baseline trained on the clips as they were.
     manifest = make_splits(build_manifest(tone_dataset, progress=False)[0], "random", seed=42)
-    recipe = apply_profile(get_recipe("baseline"), "smoke")
-    _fake_run(tmp_path / "run", manifest)
-    assert same_run_inputs(tmp_path / "run", manifest, recipe, 42)
+    session = _course(tmp_path, tone_dataset)
+    recipe = session.recipe("baseline")
+    _fake_run(session.run_dir(recipe), manifest)
+    assert session.finished_run(recipe, manifest) is not None
     for path in manifest["path"]:
         size = Path(path).stat().st_size
         samples, rate = sf.read(path, dtype="float32")
         sf.write(path, -samples, rate, subtype="PCM_16")  # new content, the same size
         assert Path(path).stat().st_size == size
-    assert not same_run_inputs(tmp_path / "run", manifest, recipe, 42)
+    assert session.finished_run(recipe, manifest) is None
 
 
 def test_recipe_table_shows_exactly_what_the_course_fixed() -> None:

@@ -16,7 +16,7 @@ import math
 import os
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -47,7 +47,7 @@ from ..metrics import classification_metrics
 from ..models import create_model, pick_device
 from ..plots import plot_confusion_matrix
 from ..predict import load_bundle, model_bundle, predict_clips
-from ..train import make_scheduler, seed_everything, train_one_epoch
+from ..train import is_better, make_scheduler, seed_everything, train_one_epoch
 from .cache import FeatureCache
 from .distributed import (
     Ranks,
@@ -268,6 +268,27 @@ def make_optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
 # ----------------------------------------------------------------------------- the experiment
 
 @dataclass
+class RunOptions:
+    """How `run_experiment` runs a recipe (what it trains is the manifest and the recipe)."""
+
+    device: str | torch.device | None = None  # cuda, mps or cpu; None: the best available
+    seed: int = 42
+    tracking_mode: str | None = None  # SwanLab's mode; None: $SWANLAB_MODE, else offline
+    progress: bool = True
+    resume: bool = False  # go on from checkpoints/last.pt of the same run
+    overwrite: bool = False  # replace the folder's run, whatever its settings
+    split: str | None = None  # how the manifest was split: recorded and compared (None: unknown)
+    # Speed switches, all on by default: the feature cache (True: the default one; a folder or a
+    # FeatureCache; False keeps every log-Mel in RAM), DataLoader processes (None: by CPU count),
+    # bf16 autocast on CUDA, and channels-last and pinned memory (None: on with CUDA).
+    cache: FeatureCache | str | Path | bool = True
+    num_workers: int | None = None
+    amp: bool = True
+    channels_last: bool | None = None
+    pin_memory: bool | None = None
+
+
+@dataclass
 class TrainResult:
     """What `run_experiment` returns: metrics, history and where the files went."""
 
@@ -279,79 +300,62 @@ class TrainResult:
     trained: bool = True  # False: the folder held this run finished, returned as it was
 
 
-def run_experiment(
-    manifest: pd.DataFrame,
-    recipe: Recipe,
-    output_dir: str | Path,
-    device: str | torch.device | None = None,
-    seed: int = 42,
-    tracking_mode: str | None = None,
-    progress: bool = True,
-    num_workers: int | None = None,
-    resume: bool = False,
-    cache: FeatureCache | str | Path | bool = True,
-    amp: bool = True,
-    channels_last: bool | None = None,
-    pin_memory: bool | None = None,
-    split: str | None = None,
-    overwrite: bool = False,
-) -> TrainResult:
+def run_experiment(manifest: pd.DataFrame, recipe: Recipe, output_dir: str | Path,
+                   options: RunOptions | None = None, **settings: Any) -> TrainResult:
     """Train `recipe` on the manifest's train split, select on val, report on test.
 
+    `options` (or its fields as keywords, e.g. `seed=0, resume=True`) say how: see `RunOptions`.
     Writes to `output_dir`: run.json (what defines the run, first), manifest.csv, recipe.json,
     checkpoints/{best,last}.pt, history.csv, metrics.json and model.pt, each written atomically,
-    holding `output_dir/run.lock` meanwhile. A folder holds one run: one of other settings stops
-    the run before anything is written (`overwrite=True` deletes its files instead); the same
-    run unfinished continues with `resume=True`; the same run finished is returned as it is.
-    `split` names how the manifest was split (recorded and compared; None: not known).
-
-    Speed switches, all on by default: `cache` (True: the default `FeatureCache`; a folder or a
-    FeatureCache; False keeps every log-Mel in RAM instead), `num_workers` (DataLoader
-    processes; default by CPU count), `amp` (bf16 autocast on CUDA), `channels_last` and
-    `pin_memory` (None: on with CUDA).
+    holding `output_dir/run.lock` meanwhile. A folder holds one run (`run_folder.plan_run`
+    decides): one of other settings stops the run before anything is written (`overwrite`
+    deletes its files instead); the same run unfinished continues with `resume`; the same run
+    finished is returned as it is.
 
     Under `torchrun --nproc_per_node=N` it trains with DistributedDataParallel: each rank trains
     on its share of the clips, metrics cover all ranks, and only rank 0 prints, tracks and
     writes files (the ranks must share the output folder's disk, as on one machine).
     """
+    options = replace(options or RunOptions(), **settings)
     ranks, device, started_group = start_distributed(
-        pick_device(str(device) if device else None))
+        pick_device(str(options.device) if options.device else None))
     try:
-        output_dir, progress = Path(output_dir), progress and ranks.is_main
-        cache, amp = resolve_cache(cache), use_amp(device, amp)
-        channels_last = device.type == "cuda" if channels_last is None else channels_last
         with quiet_unless_main():
-            # Check the data and the run folder, then train (holding the folder's lock on rank 0).
-            seed_everything(seed)
-            manifest = limit_per_class(manifest, recipe.clips_per_class, seed=seed)
-            for warning in check_splits(manifest):
-                print(f"Warning: {warning}")
-            classes = class_names(manifest)
-            if len(classes) < 2:
-                raise AudioclsError(f"Training needs at least two classes; the data has only {classes}. "
-                                    "Add a folder of clips of another class")
-            record = run_record(recipe, seed, split, manifest)
-            with RunLock(output_dir) if ranks.is_main else contextlib.nullcontext():
-                plan = _share_plan(plan_run(output_dir, record, manifest, resume, overwrite)
-                                   if ranks.is_main else None, ranks)
-                if ranks.is_main:
-                    remove_leftovers(output_dir)  # the folder is this run's: nobody else writes there
-                if plan is Plan.FINISHED:
-                    print(f"{output_dir} holds this run, finished: nothing to train (delete the folder, "
-                          "or train into another --output-dir, to train it again)")
-                    return finished_result(output_dir, recipe)
-                last = output_dir / "checkpoints" / "last.pt"
-                state = read_checkpoint(last) if plan is Plan.RESUME and last.exists() else None
-                if resume and state is None:
-                    print(f"No checkpoint in {last.parent}; starting from scratch")
-                if ranks.is_main:
-                    _start_folder(output_dir, plan, record, manifest, recipe)
-                return _train(manifest, classes, recipe, output_dir, device, seed, tracking_mode,
-                              progress, num_workers, cache, amp, channels_last, pin_memory, ranks,
-                              state, record)
+            return _run(manifest, recipe, Path(output_dir), options, ranks, device)
     finally:
         if started_group:
             dist.destroy_process_group()
+
+
+def _run(manifest: pd.DataFrame, recipe: Recipe, output_dir: Path, options: RunOptions,
+         ranks: Ranks, device: torch.device) -> TrainResult:
+    """Check the data and the run folder, then train (holding the folder's lock on rank 0)."""
+    seed_everything(options.seed)
+    manifest = limit_per_class(manifest, recipe.clips_per_class, seed=options.seed)
+    for warning in check_splits(manifest):
+        print(f"Warning: {warning}")
+    classes = class_names(manifest)
+    if len(classes) < 2:
+        raise AudioclsError(f"Training needs at least two classes; the data has only {classes}. "
+                            "Add a folder of clips of another class")
+    record = run_record(recipe, options.seed, options.split, manifest)
+    with RunLock(output_dir) if ranks.is_main else contextlib.nullcontext():
+        plan = _share_plan(plan_run(output_dir, record, manifest, options.resume, options.overwrite)
+                           if ranks.is_main else None, ranks)
+        if ranks.is_main:
+            remove_leftovers(output_dir)  # the folder is this run's: nobody else writes there
+        if plan is Plan.FINISHED:
+            print(f"{output_dir} holds this run, finished: nothing to train (delete the folder, "
+                  "or train into another --output-dir, to train it again)")
+            return finished_result(output_dir, recipe)
+        last = output_dir / "checkpoints" / "last.pt"
+        state = read_checkpoint(last) if plan is Plan.RESUME and last.exists() else None
+        if options.resume and state is None:
+            print(f"No checkpoint in {last.parent}; starting from scratch")
+        if ranks.is_main:
+            _start_folder(output_dir, plan, record, manifest, recipe)
+        training = _prepare(manifest, classes, recipe, output_dir, options, ranks, device)
+        return _train(training, state, record)
 
 
 def _seed_rank(seed: int, rank: int, epoch: int) -> None:
@@ -411,36 +415,52 @@ def _start_folder(output_dir: Path, plan: Plan, record: dict[str, Any], manifest
     write_json(output_dir / "recipe.json", recipe.to_dict())
 
 
-def _train(
-    manifest: pd.DataFrame,
-    classes: list[str],
-    recipe: Recipe,
-    output_dir: Path,
-    device: torch.device,
-    seed: int,
-    tracking_mode: str | None,
-    progress: bool,
-    num_workers: int | None,
-    cache: FeatureCache | None,
-    amp: bool,
-    channels_last: bool,
-    pin_memory: bool | None,
-    ranks: Ranks,
-    state: dict[str, Any] | None,
-    record: dict[str, Any],
-) -> TrainResult:
-    """Train in a checked run folder, from epoch 1 or from the checkpoint `state`."""
+# ----------------------------------------------------------------------------- training
+
+@dataclass
+class Training:
+    """What the epochs of one run share: its data, model, optimizer, schedule and settings."""
+
+    recipe: Recipe
+    classes: list[str]
+    output_dir: Path
+    options: RunOptions
+    ranks: Ranks
+    device: torch.device
+    amp: bool
+    splits: dict[str, Features]
+    segment_seconds: float
+    num_frames: int
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    loss_fn: nn.Module
+    augment: Augment | None
+    sampler: SegmentSampler
+    train_loader: DataLoader
+    eval_settings: dict[str, Any]
+
+    def evaluate(self, split: str) -> tuple[float, dict[str, Any], torch.Tensor]:
+        """Score the clips of `split` with the model as it is (see `evaluate_clips`)."""
+        return evaluate_clips(self.model, self.splits[split], self.recipe, self.num_frames,
+                              self.device, self.classes, **self.eval_settings)
+
+
+def _prepare(manifest: pd.DataFrame, classes: list[str], recipe: Recipe, output_dir: Path,
+             options: RunOptions, ranks: Ranks, device: torch.device) -> Training:
+    """Compute the features, then build the model, augmentation, optimizer, schedule and loaders."""
     # No longer than a typical long clip: 30 s segments of 5 s clips would be mostly padding.
     segment_seconds = min(recipe.segment_seconds, float(manifest["duration"].quantile(0.95)))
     num_frames = recipe.feature.seconds_to_frames(segment_seconds)
     print(f"Recipe {recipe.name}: {recipe.model} at {recipe.image_size} px, {recipe.epochs} "
           f"epochs, segments of {segment_seconds:.2f} s ({num_frames} frames), device {device}"
           + (f" x {ranks.world_size} ranks" if ranks.world_size > 1 else ""))
+    cache = resolve_cache(options.cache)
     if cache is not None:
         print(f"Feature cache: {cache.root}")
-
+    progress = options.progress and ranks.is_main
     splits = compute_split_features(manifest, classes, recipe.feature, device, progress,
-                                    num_workers, cache, ranks)
+                                    options.num_workers, cache, ranks)
     train = splits["train"]
     mean, std = 0.0, 1.0
     if recipe.normalize:  # each rank reads its share of the clips; the sums add up
@@ -449,138 +469,150 @@ def _train(
 
     # Seed again: computing features draws from the global RNG (a DataLoader takes its base seed
     # there) and a warm cache skips that, so the model would otherwise start elsewhere.
-    seed_everything(seed)
+    seed_everything(options.seed)
     model = create_model(recipe.model, len(classes), recipe.image_size, mean, std,
                          recipe.pretrained).to(device)
-    if channels_last:
+    if device.type == "cuda" if options.channels_last is None else options.channels_last:
         model = model.to(memory_format=torch.channels_last)
     augment = (Augment(recipe, len(classes), mean, num_frames).to(device)
                if has_augmentation(recipe) else None)
     optimizer = make_optimizer(model, recipe)
-    scheduler = make_scheduler(optimizer, recipe)
-    loss_fn = nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing)
-    loader_kwargs = loader_settings(device, default_workers() if num_workers is None
-                                    else num_workers, pin_memory)
-    eval_kwargs = {"ranks": ranks, "amp": amp, "num_workers": loader_kwargs["num_workers"],
-                   "pin_memory": loader_kwargs["pin_memory"]}
-    sampler = SegmentSampler(len(train.targets), seed, ranks.rank, ranks.world_size)
+    loader_kwargs = loader_settings(device, default_workers() if options.num_workers is None
+                                    else options.num_workers, options.pin_memory)
+    amp = use_amp(device, options.amp)
+    eval_settings = {"ranks": ranks, "amp": amp, "num_workers": loader_kwargs["num_workers"],
+                     "pin_memory": loader_kwargs["pin_memory"]}
+    sampler = SegmentSampler(len(train.targets), options.seed, ranks.rank, ranks.world_size)
     train_loader = DataLoader(
         SampledSegments(train.log_mels, train.targets, num_frames, train=True),
         batch_size=recipe.batch_size, sampler=sampler, collate_fn=collate_segments,
         drop_last=len(sampler) > recipe.batch_size, **loader_kwargs,
     )
+    return Training(recipe, classes, output_dir, options, ranks, device, amp, splits,
+                    segment_seconds, num_frames, model, optimizer, make_scheduler(optimizer, recipe),
+                    nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing), augment, sampler,
+                    train_loader, eval_settings)
 
-    checkpoints = output_dir / "checkpoints"
-    history: list[dict[str, Any]] = []
-    best: dict[str, Any] = {"epoch": -1, "val_acc": -1.0, "val_loss": math.inf}
-    start_epoch = 0
-    run_id = None
-    if state is not None:
-        try:
-            model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            scheduler.load_state_dict(state["scheduler"])
-            torch.set_rng_state(state["torch_rng"])
-        except (RuntimeError, ValueError, KeyError, TypeError) as error:
-            raise AudioclsError(f"{checkpoints / 'last.pt'} does not fit this run "
-                                f"({type(error).__name__}); delete it to train this run again "
-                                "from epoch 1, or train into another --output-dir") from None
-        history, best, run_id = state["history"], state["best"], state.get("run_id")
-        start_epoch = state["epoch"] + 1
-        print(f"Resuming from {checkpoints / 'last.pt'} after epoch {start_epoch}")
-    _seed_rank(seed, ranks.rank, start_epoch)
-    net: nn.Module = model
+
+def _restore(t: Training, state: dict[str, Any] | None) -> tuple[list[dict], dict[str, Any], int,
+                                                                  str | None]:
+    """Load the checkpoint `state` into the run; return history, best epoch, next epoch, run id."""
+    if state is None:
+        return [], {"epoch": -1, "val_acc": -1.0, "val_loss": math.inf}, 0, None
+    last = t.output_dir / "checkpoints" / "last.pt"
+    try:
+        t.model.load_state_dict(state["model"])
+        t.optimizer.load_state_dict(state["optimizer"])
+        t.scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["torch_rng"])
+    except (RuntimeError, ValueError, KeyError, TypeError) as error:
+        raise AudioclsError(f"{last} does not fit this run ({type(error).__name__}); delete it to "
+                            "train this run again from epoch 1, or train into another "
+                            "--output-dir") from None
+    print(f"Resuming from {last} after epoch {state['epoch'] + 1}")
+    return state["history"], state["best"], state["epoch"] + 1, state.get("run_id")
+
+
+def _train(t: Training, state: dict[str, Any] | None, record: dict[str, Any]) -> TrainResult:
+    """Train in a checked run folder, from epoch 1 or from the checkpoint `state`; report on test."""
+    history, best, start_epoch, run_id = _restore(t, state)
+    ranks, checkpoints = t.ranks, t.output_dir / "checkpoints"
+    _seed_rank(t.options.seed, ranks.rank, start_epoch)
+    net: nn.Module = t.model
     if ranks.world_size > 1:
-        net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda"
-                                      else None)
-
-    tracker = Tracker(experiment=output_dir.name, mode=tracking_mode if ranks.is_main else
-                      "disabled", log_dir=output_dir.parent / "swanlog",
-                      config={**recipe.to_dict(), "seed": seed, "classes": classes}, run_id=run_id)
+        net = DistributedDataParallel(t.model, device_ids=[t.device.index]
+                                      if t.device.type == "cuda" else None)
+    tracker = Tracker(experiment=t.output_dir.name,
+                      mode=t.options.tracking_mode if ranks.is_main else "disabled",
+                      log_dir=t.output_dir.parent / "swanlog", run_id=run_id,
+                      config={**t.recipe.to_dict(), "seed": t.options.seed, "classes": t.classes})
     if ranks.is_main:
         print(tracker.line())
-    has_val = "val" in splits
+    has_val = "val" in t.splits
     if not has_val:
         print("Note: no validation split; the last epoch's model is kept")
     try:
-        for epoch in range(start_epoch, recipe.epochs):
-            started = time.perf_counter()
-            lr = optimizer.param_groups[0]["lr"]
-            sampler.set_epoch(epoch)
-            batches = tqdm(train_loader, desc=f"epoch {epoch + 1}/{recipe.epochs}", unit="batch",
-                           leave=False, disable=not progress)
-            train_loss, train_acc = train_one_epoch(net, batches, loss_fn, optimizer, device,
-                                                    augment, recipe.accumulate, amp)
-            # Each rank trained on an equal share: the mean of the ranks' means is the mean.
-            train_loss, train_acc = (all_reduce(torch.tensor([train_loss, train_acc],
-                                                             dtype=torch.float64))
-                                     / ranks.world_size).tolist()
-            scheduler.step()
-            broadcast_buffers(model)  # each rank updated BatchNorm statistics on its own batch
-            row = {"epoch": epoch + 1, "lr": lr, "train_loss": train_loss, "train_acc": train_acc,
-                   "val_loss": math.nan, "val_acc": math.nan}
-            if has_val:
-                val_loss, val_metrics, _ = evaluate_clips(model, splits["val"], recipe, num_frames,
-                                                       device, classes, **eval_kwargs)
-                row.update(val_loss=val_loss, val_acc=val_metrics["accuracy"])
-            row["seconds"] = round(time.perf_counter() - started, 2)
+        for epoch in range(start_epoch, t.recipe.epochs):
+            row = _run_epoch(t, net, epoch, tracker)
             history.append(row)
-            print(f"epoch {epoch + 1:>3}/{recipe.epochs}  lr {lr:.2e}  train loss {train_loss:.4f} "
-                  f"acc {train_acc:.3f}  val loss {row['val_loss']:.4f} acc {row['val_acc']:.3f}  "
-                  f"({row['seconds']:.1f} s)")
-            tracker.log({"train/loss": train_loss, "train/acc": train_acc,
-                         "train/epoch": epoch + 1, "train/lr": lr}, step=epoch + 1)
-            if has_val:
-                tracker.log({"val/loss": row["val_loss"], "val/acc": row["val_acc"]},
-                            step=epoch + 1)
-            # As chapter 03's `fit`: the best validation accuracy, ties going to the lower loss.
-            if not has_val or (row["val_acc"], -row["val_loss"]) > (best["val_acc"],
-                                                                    -best["val_loss"]):
+            if not has_val or is_better(row["val_acc"], row["val_loss"],
+                                        (best["val_acc"], best["val_loss"])):
                 best = {"epoch": epoch + 1, "val_acc": row["val_acc"], "val_loss": row["val_loss"]}
                 if ranks.is_main:
-                    save_torch(model_bundle(model, recipe, classes, num_frames),
+                    save_torch(model_bundle(t.model, t.recipe, t.classes, t.num_frames),
                                checkpoints / "best.pt")
             if ranks.is_main:
-                save_torch({
-                    "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(), "torch_rng": torch.get_rng_state(),
-                    "epoch": epoch, "history": history, "best": best, "run_id": tracker.run_id,
-                }, checkpoints / "last.pt")
-
+                save_torch({"model": t.model.state_dict(), "optimizer": t.optimizer.state_dict(),
+                            "scheduler": t.scheduler.state_dict(),
+                            "torch_rng": torch.get_rng_state(), "epoch": epoch,
+                            "history": history, "best": best, "run_id": tracker.run_id},
+                           checkpoints / "last.pt")
         if ranks.world_size > 1:
-            checksum = check_ranks_agree(model)
+            checksum = check_ranks_agree(t.model)
             print(f"All {ranks.world_size} ranks agree: weights checksum {checksum:.6f}")
             dist.barrier()  # rank 0 has written best.pt before any rank reads it
-        # Report on the test set with the model chosen on validation: the test set chose nothing.
         bundle = load_torch(checkpoints / "best.pt")
-        model.load_state_dict(bundle["state_dict"])
-        results: dict[str, Any] = {"classes": classes, "recipe": recipe.name, "seed": seed,
-                                   "best_epoch": best["epoch"], "segment_seconds": segment_seconds,
-                                   "device": str(device), "world_size": ranks.world_size}
-        probabilities: dict[str, torch.Tensor] = {}
-        for split in ("val", "test"):
-            if split in splits:
-                _, results[split], probabilities[split] = evaluate_clips(
-                    model, splits[split], recipe, num_frames, device, classes, **eval_kwargs)
-            else:
-                results[split] = None
-                print(f"Note: no {split} split, so no {split} metrics")
-        if results["test"] and ranks.is_main:
-            tracker.log({"test/acc": results["test"]["accuracy"],
-                         "test/macro_f1": results["test"]["macro_f1"]})
-            figure = plot_confusion_matrix(results["test"]["confusion_matrix"], classes)
-            figure.savefig(output_dir / "confusion_matrix.png", dpi=100)
-            test = splits["test"]  # SwanLab's chart, and the most confident mistakes as audio
-            tracker.log_test_set(test.paths, test.targets, probabilities["test"], classes,
-                                 recipe.feature, figure)
-            plt.close(figure)
+        t.model.load_state_dict(bundle["state_dict"])
+        results = _report(t, best, tracker)
     finally:
         tracker.finish()
-
     history_table = pd.DataFrame(history)
     if ranks.is_main:
-        write_csv(history_table, output_dir / "history.csv")
-        write_json(output_dir / "metrics.json", results)
-        save_torch(bundle, output_dir / "model.pt")
-        finish_run(output_dir, record)
-    return TrainResult(results, history_table, output_dir, model, recipe)
+        write_csv(history_table, t.output_dir / "history.csv")
+        write_json(t.output_dir / "metrics.json", results)
+        save_torch(bundle, t.output_dir / "model.pt")
+        finish_run(t.output_dir, record)
+    return TrainResult(results, history_table, t.output_dir, t.model, t.recipe)
+
+
+def _run_epoch(t: Training, net: nn.Module, epoch: int, tracker: Tracker) -> dict[str, Any]:
+    """Train one epoch (chapter 03's `train_one_epoch`), step the schedule, score validation."""
+    started, lr, epochs = time.perf_counter(), t.optimizer.param_groups[0]["lr"], t.recipe.epochs
+    t.sampler.set_epoch(epoch)
+    batches = tqdm(t.train_loader, desc=f"epoch {epoch + 1}/{epochs}", unit="batch", leave=False,
+                   disable=not (t.options.progress and t.ranks.is_main))
+    train_loss, train_acc = train_one_epoch(net, batches, t.loss_fn, t.optimizer, t.device,
+                                            t.augment, t.recipe.accumulate, t.amp)
+    # Each rank trained on an equal share: the mean of the ranks' means is the mean.
+    train_loss, train_acc = (all_reduce(torch.tensor([train_loss, train_acc], dtype=torch.float64))
+                             / t.ranks.world_size).tolist()
+    t.scheduler.step()
+    broadcast_buffers(t.model)  # each rank updated BatchNorm statistics on its own batch
+    row = {"epoch": epoch + 1, "lr": lr, "train_loss": train_loss, "train_acc": train_acc,
+           "val_loss": math.nan, "val_acc": math.nan}
+    if "val" in t.splits:
+        val_loss, val_metrics, _ = t.evaluate("val")
+        row.update(val_loss=val_loss, val_acc=val_metrics["accuracy"])
+    row["seconds"] = round(time.perf_counter() - started, 2)
+    print(f"epoch {epoch + 1:>3}/{epochs}  lr {lr:.2e}  train loss {train_loss:.4f} "
+          f"acc {train_acc:.3f}  val loss {row['val_loss']:.4f} acc {row['val_acc']:.3f}  "
+          f"({row['seconds']:.1f} s)")
+    tracker.log({"train/loss": train_loss, "train/acc": train_acc, "train/epoch": epoch + 1,
+                 "train/lr": lr}, step=epoch + 1)
+    if "val" in t.splits:
+        tracker.log({"val/loss": row["val_loss"], "val/acc": row["val_acc"]}, step=epoch + 1)
+    return row
+
+
+def _report(t: Training, best: dict[str, Any], tracker: Tracker) -> dict[str, Any]:
+    """Score val and test with the model chosen on validation (the test set chose nothing)."""
+    results: dict[str, Any] = {"classes": t.classes, "recipe": t.recipe.name, "seed": t.options.seed,
+                               "best_epoch": best["epoch"], "segment_seconds": t.segment_seconds,
+                               "device": str(t.device), "world_size": t.ranks.world_size}
+    probabilities: dict[str, torch.Tensor] = {}
+    for split in ("val", "test"):
+        if split in t.splits:
+            _, results[split], probabilities[split] = t.evaluate(split)
+        else:
+            results[split] = None
+            print(f"Note: no {split} split, so no {split} metrics")
+    if results["test"] and t.ranks.is_main:
+        tracker.log({"test/acc": results["test"]["accuracy"],
+                     "test/macro_f1": results["test"]["macro_f1"]})
+        figure = plot_confusion_matrix(results["test"]["confusion_matrix"], t.classes)
+        figure.savefig(t.output_dir / "confusion_matrix.png", dpi=100)
+        test = t.splits["test"]  # SwanLab's chart, and the most confident mistakes as audio
+        tracker.log_test_set(test.paths, test.targets, probabilities["test"], t.classes,
+                             t.recipe.feature, figure)
+        plt.close(figure)
+    return results

@@ -1,4 +1,4 @@
-"""`make demo`: the whole pipeline from the command line on the built-in dataset.
+"""`make demo-cli`: the whole pipeline from the command line on the built-in dataset.
 
 generate -> prepare -> train (cpu profile) -> evaluate -> predict, then the headline figures.
 """
@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from .cli import main as audiocls
+from audiocls_utils.engine.cli import main as audiocls
 
 
 def step(title: str, *args: str) -> None:
