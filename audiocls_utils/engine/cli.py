@@ -517,23 +517,7 @@ def _add_data_arguments(parser: argparse.ArgumentParser, required: bool = True) 
                         help="keep labels that look like typos of each other (tree and three)")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """Build the argument parser with one sub-command per step."""
-    parser = argparse.ArgumentParser(
-        prog="audiocls", description="Audio classification with log-Mel spectrograms and CNNs.",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="examples:\n" + "\n".join(f"  {line}" for line in EXAMPLES.values()),
-    )
-    commands = parser.add_subparsers(dest="command", required=True)
-
-    def command(name: str, help_text: str) -> argparse.ArgumentParser:
-        return commands.add_parser(
-            name, help=help_text, description=help_text,
-            formatter_class=argparse.RawDescriptionHelpFormatter,
-            epilog=textwrap.dedent(f"example:\n  {EXAMPLES[name]}"),
-        )
-
-    synth = command("synth", "Generate the built-in synthetic GTZAN-shaped dataset.")
+def _synth_arguments(synth: argparse.ArgumentParser) -> None:
     synth.add_argument("--out", required=True, help="folder to create (genres/ goes inside)")
     synth.add_argument("--clips-per-class", type=int, default=20)
     synth.add_argument("--seconds", type=float, default=5.0)
@@ -543,9 +527,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="artists per genre; --split group keeps each artist in one split")
     synth.add_argument("--replace", action="store_true",
                        help="delete a synthetic set made with other settings in --out first")
-    synth.set_defaults(run=cmd_synth)
 
-    fetch = command("download", "Download a dataset archive (resumable, verified) and extract it.")
+
+def _download_arguments(fetch: argparse.ArgumentParser) -> None:
     fetch.add_argument("dataset", choices=["gtzan"])
     fetch.add_argument("--dest", default=None,
                        help="folder to download and extract into (default: data/gtzan in the "
@@ -555,14 +539,14 @@ def build_parser() -> argparse.ArgumentParser:
                             "downloaded by hand (default: the Hugging Face copy)")
     fetch.add_argument("--sha256", default=None,
                        help="expected SHA-256 of the archive (known for the default URLs)")
-    fetch.set_defaults(run=cmd_download)
 
-    prepare = command("prepare", "Check every clip and write the manifest with a split column.")
+
+def _prepare_arguments(prepare: argparse.ArgumentParser) -> None:
     _add_data_arguments(prepare)
     prepare.add_argument("--out", required=True, help="manifest CSV to write")
-    prepare.set_defaults(run=cmd_prepare)
 
-    train = command("train", "Train a recipe; writes metrics.json, model.pt and history.csv.")
+
+def _train_arguments(train: argparse.ArgumentParser) -> None:
     _add_data_arguments(train, required=False)
     train.add_argument("--manifest", help="use this manifest (with its split) instead of --data-dir")
     train.add_argument("--recipe", default="baseline",
@@ -597,37 +581,71 @@ def build_parser() -> argparse.ArgumentParser:
                        help="keep NCHW tensors on CUDA")
     speed.add_argument("--no-pin-memory", action="store_true",
                        help="no pinned host memory for CUDA copies")
-    train.set_defaults(run=cmd_train)
 
-    evaluate = command("evaluate", "Score a saved model on a dataset split (clip level).")
+
+def _evaluate_arguments(evaluate: argparse.ArgumentParser) -> None:
     evaluate.add_argument("--model", required=True)
     _add_data_arguments(evaluate)
     evaluate.add_argument("--subset", default="test", choices=["train", "val", "test", "all"])
     evaluate.add_argument("--out", default=None, help="JSON to write (default: beside the model)")
     evaluate.add_argument("--device", default=None)
-    evaluate.set_defaults(run=cmd_evaluate)
 
-    predict = command("predict", "Print the most likely labels of audio files of any length.")
+
+def _predict_arguments(predict: argparse.ArgumentParser) -> None:
     predict.add_argument("--model", required=True)
     predict.add_argument("files", nargs="+")
     predict.add_argument("--top-k", type=int, default=3)
     predict.add_argument("--json", action="store_true", help="print JSON instead of text")
     predict.add_argument("--device", default=None)
-    predict.set_defaults(run=cmd_predict)
 
-    export = command("export", "Export a saved model to TorchScript or ONNX.")
+
+def _export_arguments(export: argparse.ArgumentParser) -> None:
     export.add_argument("--model", required=True)
     export.add_argument("--format", required=True, choices=["torchscript", "onnx"])
     export.add_argument("--out", default=None, help="file to write (default: beside the model)")
-    export.set_defaults(run=cmd_export)
 
-    dashboard = command("dashboard", "Serve the SwanLab dashboard of local runs (no account).")
+
+def _dashboard_arguments(dashboard: argparse.ArgumentParser) -> None:
     dashboard.add_argument("--log-dir", default=None,
                            help="a swanlog folder (default: the newest one under --search)")
     dashboard.add_argument("--search", default="outputs", help="where to look for swanlog folders")
     dashboard.add_argument("--host", default="127.0.0.1")
     dashboard.add_argument("--port", type=int, default=5092)
-    dashboard.set_defaults(run=cmd_dashboard)
+
+
+# name: (what it does, its arguments, what runs it); the order of `audiocls --help`.
+COMMANDS = {
+    "synth": ("Generate the built-in synthetic GTZAN-shaped dataset.", _synth_arguments, cmd_synth),
+    "download": ("Download a dataset archive (resumable, verified) and extract it.",
+                 _download_arguments, cmd_download),
+    "prepare": ("Check every clip and write the manifest with a split column.", _prepare_arguments,
+                cmd_prepare),
+    "train": ("Train a recipe; writes metrics.json, model.pt and history.csv.", _train_arguments,
+              cmd_train),
+    "evaluate": ("Score a saved model on a dataset split (clip level).", _evaluate_arguments,
+                 cmd_evaluate),
+    "predict": ("Print the most likely labels of audio files of any length.", _predict_arguments,
+                cmd_predict),
+    "export": ("Export a saved model to TorchScript or ONNX.", _export_arguments, cmd_export),
+    "dashboard": ("Serve the SwanLab dashboard of local runs (no account).", _dashboard_arguments,
+                  cmd_dashboard),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the argument parser with one sub-command per step (see COMMANDS)."""
+    parser = argparse.ArgumentParser(
+        prog="audiocls", description="Audio classification with log-Mel spectrograms and CNNs.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n" + "\n".join(f"  {line}" for line in EXAMPLES.values()),
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    for name, (help_text, add_arguments, run) in COMMANDS.items():
+        command = commands.add_parser(name, help=help_text, description=help_text,
+                                      formatter_class=argparse.RawDescriptionHelpFormatter,
+                                      epilog=textwrap.dedent(f"example:\n  {EXAMPLES[name]}"))
+        add_arguments(command)
+        command.set_defaults(run=run)
     return parser
 
 
