@@ -248,17 +248,8 @@ def build_manifest(
         candidates, missing = _read_labels_csv(root, Path(labels_csv))
         excluded.extend(missing)
     else:
-        read_label = _label_from_pattern(label_pattern) if label_pattern else _label_from_folder(root)
-        groups = read_groups(root)
-        candidates = []
-        paths, left_out = find_audio_files(root)
+        candidates, left_out = _labelled_files(root, label_pattern)
         excluded.extend(left_out)
-        for path in paths:
-            labelled = read_label(path)
-            if labelled is not None:  # else: not in a class folder, or not matching: not a clip
-                relative = path.relative_to(root).as_posix()
-                candidates.append((path, labelled[0], groups.get(relative, labelled[1])))
-        check_groups_matched(groups, {path.relative_to(root).as_posix() for path in paths}, root)
     rows = []
     for path, label, group in tqdm(candidates, desc="Checking clips", unit="clip",
                                    disable=not progress):
@@ -290,6 +281,23 @@ def build_manifest(
     manifest = pd.DataFrame(rows).sort_values(["label", "path"], ignore_index=True)
     check_labels(manifest, allow_similar_labels)
     return manifest, excluded
+
+
+def _labelled_files(root: Path, label_pattern: str | None
+                    ) -> tuple[list[tuple[Path, str, str]], list[Excluded]]:
+    """Return (path, label, group) of the audio files below `root` that name a label, and the
+    files left out; labels from the class folder or `label_pattern`, groups from groups.csv."""
+    read_label = _label_from_pattern(label_pattern) if label_pattern else _label_from_folder(root)
+    groups = read_groups(root)
+    candidates = []
+    paths, left_out = find_audio_files(root)
+    for path in paths:
+        labelled = read_label(path)
+        if labelled is not None:  # else: not in a class folder, or not matching: not a clip
+            relative = path.relative_to(root).as_posix()
+            candidates.append((path, labelled[0], groups.get(relative, labelled[1])))
+    check_groups_matched(groups, {path.relative_to(root).as_posix() for path in paths}, root)
+    return candidates, left_out
 
 
 def copies_across_classes(rows: list[dict]) -> list[Excluded]:
