@@ -10,9 +10,10 @@ export, synthetic data) runs that code at scale and is imported only where it is
 from .audio import describe_audio, load_audio
 from .config import FeatureConfig, Recipe, apply_profile, get_recipe
 from .data import SegmentDataset, build_manifest, class_names, make_splits
+from .devices import pick_device
 from .errors import AudioclsError
 from .features import LogMel, extract_log_mels
-from .models import create_model, pick_device
+from .models import create_model
 from .predict import Predictor
 from .train import evaluate, fit, seed_everything, train_one_epoch
 

@@ -4,7 +4,7 @@ Every notebook starts with `course = setup_notebook(...)`. What it reads (all op
 
 - AUDIOCLS_DEVICE: cpu | cuda | cuda:N | mps (default: CUDA, then Apple's MPS, then the CPU)
 - AUDIOCLS_PROFILE: smoke | cpu | gpu16 | full (default: the one that fits the machine's GPU
-  memory, `models.machine_profile`; cpu without a CUDA GPU)
+  memory, `devices.machine_profile`; cpu without a CUDA GPU)
 - AUDIOCLS_DATA: a dataset folder (GTZAN's `genres/` and Kaggle's `Data/genres_original/` are
   found inside it), or `synthetic` for the built-in set. Default: `data/gtzan` (any letter case)
   in the course folder when it exists, else the built-in synthetic set.
@@ -43,6 +43,7 @@ from .data import (
     make_splits,
     save_manifest,
 )
+from .devices import check_device, machine_profile, pick_device
 from .engine.cache import FeatureCache
 from .engine.run_folder import RUN_FILE, Plan, finish_run, plan_run, run_record
 from .engine.runner import run_experiment
@@ -52,7 +53,6 @@ from .errors import AudioclsError
 from .files import save_torch, write_csv, write_json
 from .gtzan import GENRES, find_gtzan  # GENRES: GTZAN's ten genres, which the built-in set copies
 from .metrics import misclassified  # noqa: F401 - chapter 03 writes it; chapters import it here
-from .models import check_device, machine_profile, pick_device
 from .plots import swanlab_test_media  # noqa: F401 - chapter 03 writes it; chapters import it here
 from .predict import model_bundle
 from .train import seed_everything

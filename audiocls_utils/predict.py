@@ -18,10 +18,11 @@ from torch.utils.data import DataLoader
 from .audio import AudioStream
 from .config import Recipe
 from .data import SegmentDataset, content_problem, decode_problem
+from .devices import pick_device
 from .errors import AudioclsError
 from .features import FileScan, scan_file, stream_windows, too_short_to_frame
 from .files import load_torch
-from .models import create_model, pick_device, weights_file
+from .models import create_model, weights_file
 
 MODEL_FORMAT = "audiocls-model/2"  # /2: the model takes log-Mels (standardization inside it)
 REQUIRED_KEYS = {"format", "model_name", "state_dict", "class_names", "recipe", "num_frames",

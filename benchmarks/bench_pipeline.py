@@ -351,10 +351,10 @@ def machine() -> dict[str, Any]:
 
 def main() -> None:
     """Parse arguments, run every phase, print the table and write the JSON."""
+    from audiocls_utils.devices import pick_device
     from audiocls_utils.engine.runner import default_workers
     from audiocls_utils.features import extraction_workers
     from audiocls_utils.files import write_json
-    from audiocls_utils.models import pick_device
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--clips", type=int, default=64, help="number of clips (default 64)")

@@ -30,11 +30,12 @@ from torch.utils.data import DataLoader
 from audiocls_utils.baseline import classical_classifier, fit_and_score, learned_numbers, statistics_table
 from audiocls_utils.config import FeatureConfig, apply_profile, get_recipe
 from audiocls_utils.data import SegmentDataset, class_names, limit_per_class
+from audiocls_utils.devices import pick_device
 from audiocls_utils.engine.cache import FeatureCache
 from audiocls_utils.features import feature_stats
 from audiocls_utils.files import write_csv
 from audiocls_utils.metrics import classification_metrics
-from audiocls_utils.models import create_model, imagenet_weights_available, pick_device
+from audiocls_utils.models import create_model, imagenet_weights_available
 from audiocls_utils.pretrained import (
     clip_embeddings,
     count_all_parameters,

@@ -24,6 +24,7 @@ from common import SPEECH, add_dataset_arguments, split_dataset
 
 from audiocls_utils.config import Recipe, apply_profile, get_recipe
 from audiocls_utils.data import class_names, load_manifest
+from audiocls_utils.devices import pick_device
 from audiocls_utils.engine.cache import FeatureCache
 from audiocls_utils.engine.runner import (
     TrainResult,
@@ -32,7 +33,7 @@ from audiocls_utils.engine.runner import (
     run_experiment,
 )
 from audiocls_utils.files import load_torch, write_csv
-from audiocls_utils.models import create_model, pick_device
+from audiocls_utils.models import create_model
 
 
 def adapt(recipe: Recipe, features: str, clips_per_class: int | None) -> Recipe:

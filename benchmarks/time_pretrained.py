@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from audiocls_utils.models import pick_device
+from audiocls_utils.devices import pick_device
 from audiocls_utils.pretrained import PretrainedClassifier, byte_tokenizer, embed_windows, model_classes
 
 

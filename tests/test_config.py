@@ -17,8 +17,8 @@ from audiocls_utils.config import (
     choose_profile,
     get_recipe,
 )
+from audiocls_utils.devices import machine_profile, pick_device
 from audiocls_utils.errors import AudioclsError
-from audiocls_utils.models import machine_profile, pick_device
 from audiocls_utils.train import scheduled_rates
 
 

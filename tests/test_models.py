@@ -10,13 +10,13 @@ import pytest
 import torch
 import torchvision
 
+from audiocls_utils.devices import pick_device
 from audiocls_utils.errors import AudioclsError
 from audiocls_utils.models import (
     LogMelToImage,
     count_parameters,
     create_model,
     imagenet_weights_available,
-    pick_device,
     weights_file,
 )
 

@@ -60,7 +60,7 @@ def cap_workers(args: argparse.Namespace) -> None:
 
 def validate_device(text: str) -> str:
     """Return the device `text` names (e.g. `cuda:0`) if this machine has it; else raise."""
-    from ..models import check_device
+    from ..devices import check_device
 
     return str(check_device(text, "--device"))
 
@@ -330,7 +330,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     """Train a recipe and write metrics.json, model.pt and history.csv (DDP under torchrun)."""
     from ..config import apply_profile, get_recipe
     from ..data import check_labels, load_manifest, make_splits
-    from ..models import machine_profile, pick_device
+    from ..devices import machine_profile, pick_device
     from .distributed import quiet_unless_main
     from .runner import run_experiment
 

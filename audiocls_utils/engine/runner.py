@@ -33,6 +33,7 @@ from tqdm.auto import tqdm
 from ..augment import Augment, has_augmentation
 from ..config import FeatureConfig, Recipe
 from ..data import SegmentDataset, check_splits, class_names, limit_per_class, save_manifest
+from ..devices import pick_device
 from ..errors import AudioclsError
 from ..features import (
     LogMelSource,
@@ -44,7 +45,7 @@ from ..features import (
 )
 from ..files import load_torch, save_torch, write_csv, write_json
 from ..metrics import classification_metrics
-from ..models import create_model, pick_device
+from ..models import create_model
 from ..plots import plot_confusion_matrix
 from ..predict import load_bundle, model_bundle, predict_clips
 from ..train import is_better, make_scheduler, seed_everything, train_one_epoch
