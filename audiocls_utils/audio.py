@@ -151,16 +151,6 @@ def _read_float32(file: sf.SoundFile, frames: int = -1) -> np.ndarray:
     return file.read(frames, dtype="float32", always_2d=True)
 
 
-def read_audio(path: str | Path) -> tuple[np.ndarray, int]:
-    """Decode a whole file to float32 samples of shape (num_samples, channels) and its sample rate.
-
-    For short clips (a figure, a test): long files go through `AudioStream`, block by block.
-    """
-    path = Path(path)
-    with _open(path) as file:
-        return np.concatenate(list(read_blocks(file, path))), int(file.samplerate)
-
-
 class AudioStream:
     """Decode a file block by block into mono pieces at `sample_rate`, describing it on the way.
 
@@ -315,20 +305,6 @@ class StreamingResample:
         self.buffer = self.buffer[keep - self.start :]
         self.start = keep
         return result
-
-
-def fix_length(waveform: torch.Tensor, num_samples: int, offset: int = 0) -> torch.Tensor:
-    """Crop `num_samples` starting at `offset`, padding with zeros (silence) past the end."""
-    segment = waveform[..., offset : offset + num_samples]
-    missing = num_samples - segment.shape[-1]
-    return torch.nn.functional.pad(segment, (0, missing)) if missing > 0 else segment
-
-
-def save_audio(path: str | Path, waveform: torch.Tensor | np.ndarray, sample_rate: int) -> None:
-    """Write a mono or (channels, samples) waveform as 16-bit PCM wav."""
-    data = waveform.numpy() if isinstance(waveform, torch.Tensor) else np.asarray(waveform)
-    data = data.T if data.ndim == 2 else data  # soundfile wants (samples, channels)
-    sf.write(str(path), data, sample_rate, subtype="PCM_16")
 
 
 @contextlib.contextmanager

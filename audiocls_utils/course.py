@@ -120,11 +120,6 @@ class DatasetInfo:
     name: str
     synthetic: bool
 
-    @property
-    def has_groups(self) -> bool:
-        """Return True when a groups.csv names each clip's artist or speaker."""
-        return (self.root / "groups.csv").is_file()
-
     def describe(self) -> str:
         """Return a line naming the dataset and its folder (and a warning line if synthetic)."""
         note = ("\n          synthetic music, NOT GTZAN: accuracies on it say nothing about GTZAN "

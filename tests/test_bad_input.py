@@ -85,7 +85,7 @@ def test_unreadable_file_says_permission_denied(tmp_path: Path,
 
     monkeypatch.setattr(audio.sf, "SoundFile", denied)
     with pytest.raises(AudioclsError, match=r"locked\.wav: permission denied.*chmod"):
-        audio.read_audio(path)
+        audio.load_audio(path, 8000)
 
 
 def _two_classes(root: Path) -> None:
