@@ -260,21 +260,37 @@ def cmd_download(args: argparse.Namespace) -> None:
     import re
     import urllib.parse
 
-    from ..data import course_root, find_data_root
-    from ..gtzan import DATA_DIR, DEFAULT_SOURCE, SOURCES, find_gtzan, known_sha256
-    from .download import ARCHIVE_SUFFIXES, check_url, download, extract_archive, missing_members
+    from ..data import course_root
+    from ..gtzan import DEFAULT_SOURCE, SOURCES
+    from .download import ARCHIVE_SUFFIXES, check_url
 
-    url = args.url or SOURCES[DEFAULT_SOURCE].url
+    fsdd = args.dataset == "fsdd"
+    if fsdd:
+        from .. import fsdd as facts
+    url = args.url or (facts.URL if fsdd else SOURCES[DEFAULT_SOURCE].url)
     check_url(url)
     if args.sha256 and not re.fullmatch(r"[0-9a-fA-F]{64}", args.sha256):
         raise AudioclsError(f"--sha256 {args.sha256!r} is not a SHA-256 (64 hex digits)")
+    name = posixpath.basename(urllib.parse.urlparse(url).path)
+    if not name.endswith(ARCHIVE_SUFFIXES):
+        raise AudioclsError(f"{url} does not name a {', '.join(ARCHIVE_SUFFIXES)} archive")
+    if fsdd:
+        dest = Path(args.dest) if args.dest else course_root() / facts.DATA_DIR
+        _download_fsdd(url, name, dest, args.sha256)
+    else:
+        _download_gtzan(url, name, args)
+
+
+def _download_gtzan(url: str, name: str, args: argparse.Namespace) -> None:
+    """Download GTZAN's archive (SHA-256 checked where known), extract it, say what next."""
+    from ..data import course_root, find_data_root
+    from ..gtzan import DATA_DIR, find_gtzan, known_sha256
+    from .download import download, extract_archive, missing_members
+
     sha256 = args.sha256 or known_sha256(url)
     if sha256 is None:
         print(f"Note: no --sha256 given and none is known for {url}; the archive's integrity "
               "cannot be checked")
-    name = posixpath.basename(urllib.parse.urlparse(url).path)
-    if not name.endswith(ARCHIVE_SUFFIXES):
-        raise AudioclsError(f"{url} does not name a {', '.join(ARCHIVE_SUFFIXES)} archive")
     dest = Path(args.dest) if args.dest else course_root() / DATA_DIR
     archive = download(url, dest / name, sha256=sha256, progress=_progress())
     if dest.is_dir() and find_data_root(dest) != dest:
@@ -296,6 +312,52 @@ def cmd_download(args: argparse.Namespace) -> None:
                  f"AUDIOCLS_DATA={dest.resolve()}")
     print(f"GTZAN is in {root} (you may delete {archive}); {found}. Next, on the command line:\n"
           f"  audiocls prepare --data-dir {dest} --out {dest / 'manifest.csv'} --split filtered")
+
+
+def _download_fsdd(url: str, name: str, dest: Path, sha256: str | None,
+                   digest: str | None = None) -> Path:
+    """Put FSDD's recordings in DEST/recordings, checked against the pinned content digest.
+
+    The archive is checked by its SHA-256 only when --sha256 is given (GitHub regenerates its
+    archives, so their bytes are not pinned); the recordings always are: extracted into a
+    temporary folder, they are moved into place only when their digest matches `digest`
+    (default: the recordings at the pinned commit). Recordings already in place are checked
+    the same way and nothing is downloaded.
+    """
+    from .. import fsdd as facts
+    from .download import ARCHIVE_SUFFIXES, download, extract_archive
+
+    digest = digest or facts.RECORDINGS_DIGEST
+
+    def check(folders: list[Path]) -> None:
+        found, count = facts.recordings_digest(folders[0])
+        if found != digest:
+            archive.unlink()  # as a wrong SHA-256 deletes a download: the next run fetches again
+            raise AudioclsError(
+                f"the {count} recordings in {url} do not match FSDD at commit "
+                f"{facts.COMMIT[:7]} (content digest {found[:12]}..., expected "
+                f"{digest[:12]}...): another version, or damaged; nothing was extracted and the "
+                "download was deleted. Check the URL (leave --url out for the pinned commit)")
+
+    recordings = dest / facts.RECORDINGS
+    if recordings.exists():
+        found, count = facts.recordings_digest(recordings)
+        if found != digest:
+            raise AudioclsError(f"{recordings} exists but its {count} files are not FSDD's "
+                                f"recordings at commit {facts.COMMIT[:7]}: delete it (or choose "
+                                "another --dest) to download again")
+        print(f"{recordings} holds FSDD's {count} recordings (content verified)")
+    else:
+        suffix = next(s for s in ARCHIVE_SUFFIXES if name.endswith(s))
+        archive = download(url, dest / f"fsdd{suffix}", sha256=sha256, progress=_progress())
+        print(f"Extracting the recordings of {archive} into {dest}")
+        extract_archive(archive, dest, pick=f"*/{facts.RECORDINGS}", check=check)
+        print(f"{recordings} holds FSDD's {facts.recordings_digest(recordings)[1]} recordings "
+              f"(content verified; you may delete {archive})")
+    print(f"Next: audiocls prepare --data-dir {recordings} --label-pattern fsdd --split group "
+          f"--out {dest / 'manifest.csv'}   (or AUDIOCLS_DATA={recordings.resolve()} for the "
+          "chapters)")
+    return recordings
 
 
 def _manifest_with_splits(args: argparse.Namespace):  # noqa: ANN202 - pandas type
@@ -489,7 +551,8 @@ def cmd_dashboard(args: argparse.Namespace) -> None:
 
 EXAMPLES = {
     "synth": "audiocls synth --out data/synth --clips-per-class 30 --seconds 6",
-    "download": "audiocls download gtzan   # into data/gtzan, where the chapters look",
+    "download": "audiocls download gtzan   # or fsdd; into data/gtzan (data/fsdd), where the "
+                "chapters look",
     "prepare": "audiocls prepare --data-dir data/synth --out data/manifest.csv --split group",
     "train": "audiocls train --data-dir data/synth --recipe baseline --profile cpu "
              "--output-dir runs/baseline",
@@ -546,15 +609,17 @@ def build_parser() -> argparse.ArgumentParser:
     synth.set_defaults(run=cmd_synth)
 
     fetch = command("download", "Download a dataset archive (resumable, verified) and extract it.")
-    fetch.add_argument("dataset", choices=["gtzan"])
+    fetch.add_argument("dataset", choices=["gtzan", "fsdd"])
     fetch.add_argument("--dest", default=None,
-                       help="folder to download and extract into (default: data/gtzan in the "
-                            "course folder, where the chapters look)")
+                       help="folder to download and extract into (default: data/gtzan or "
+                            "data/fsdd in the course folder, where the chapters look)")
     fetch.add_argument("--url", default=None,
                        help="archive URL: another mirror, or file:///path/to/genres.tar.gz "
-                            "downloaded by hand (default: the Hugging Face copy)")
+                            "downloaded by hand (default: GTZAN's Hugging Face copy; FSDD's "
+                            "GitHub archive at a pinned commit)")
     fetch.add_argument("--sha256", default=None,
-                       help="expected SHA-256 of the archive (known for the default URLs)")
+                       help="expected SHA-256 of the archive (known for GTZAN's default URLs; "
+                            "FSDD's recordings are always checked against a pinned digest)")
     fetch.set_defaults(run=cmd_download)
 
     prepare = command("prepare", "Check every clip and write the manifest with a split column.")
