@@ -1,5 +1,5 @@
 """The `audiocls` command line: synth, download, prepare, train, evaluate, predict, export,
-dashboard."""
+dashboard, app."""
 
 from __future__ import annotations
 
@@ -209,10 +209,12 @@ def validate_settings(args: argparse.Namespace) -> None:
     if getattr(args, "cache_dir", None):
         check_output(args.cache_dir, "cache_dir")
     check_outputs_not_inputs(args)
-    if args.command == "dashboard":
+    if hasattr(args, "no_reject"):
+        check_reject_flags(args)
+    if args.command in ("dashboard", "app"):
         if not 0 < args.port < 65536:
             raise AudioclsError(f"--port {args.port} is not a TCP port: choose 1024 to 65535")
-        if args.log_dir:
+        if getattr(args, "log_dir", None):
             from .dashboard import check_log_dir
 
             check_log_dir(args.log_dir)
@@ -490,12 +492,14 @@ def cmd_predict(args: argparse.Namespace) -> None:
     from ..predict import Predictor, check_top_k
 
     check_top_k(args.top_k)  # before any work
-    predictor = Predictor.from_file(args.model, device=args.device)
+    predictor = load_predictor(args)
     done = failed = 0
     if args.json:
         print("[", flush=True)
     try:
         for result in predictor.each_prediction(args.files, args.top_k):
+            if result.get("reason") == "low confidence":
+                result["threshold"] = predictor.threshold
             if args.json:  # failures are in it too, as {"path", "error"}
                 print(("," if done else "") + json.dumps(result), flush=True)
             else:
@@ -513,16 +517,63 @@ def cmd_predict(args: argparse.Namespace) -> None:
                             "named above with the reason); the others were")
 
 
+def check_reject_flags(args: argparse.Namespace) -> None:
+    """Stop when --threshold is no probability, or comes with --no-reject."""
+    from ..predict import check_threshold
+
+    if args.threshold is not None and args.no_reject:
+        raise AudioclsError(f"--threshold {args.threshold:g} and --no-reject contradict each "
+                            "other: drop one")
+    check_threshold(args.threshold, "--threshold")
+
+
+def load_predictor(args: argparse.Namespace):  # noqa: ANN201 - a Predictor
+    """Load --model with the rejection --no-reject and --threshold ask for; say when a model has
+    no threshold of its own (saved before audiocls calibrated one), so rejection is off."""
+    from ..predict import Predictor
+
+    predictor = Predictor.from_file(args.model, device=args.device, reject=not args.no_reject,
+                                    threshold=args.threshold)
+    if predictor.reject and predictor.threshold is None:
+        print(f"audiocls {args.command}: note: {args.model} has no reject threshold (it was saved "
+              "before audiocls calibrated one), so no clip is called unknown for low confidence, "
+              "only silent ones; retrain it, or pass --threshold P", file=sys.stderr, flush=True)
+    return predictor
+
+
 def _print_prediction(result: dict[str, Any]) -> None:
-    """Print one file's labels on stdout, or why it has none on stderr, at once."""
+    """Print one file's labels on stdout, or why it has none on stderr, at once.
+
+    A clip the model abstains on is printed as `unknown`, with why and its top class.
+    """
     from ..data import printable
 
     path = printable(Path(result["path"]))
     if "error" in result:
         print(f"{path}: not labelled: {result['error']}", file=sys.stderr, flush=True)
-    else:
-        ranked = ", ".join(f"{t['label']} {t['probability']:.2f}" for t in result["top"])
-        print(f"{path}: {ranked}", flush=True)
+        return
+    ranked = ", ".join(f"{t['label']} {t['probability']:.2f}" for t in result["top"])
+    if result.get("reason") == "silence":
+        ranked = f"unknown (silence, {result['loudness_db']:.0f} dBFS; best guess {ranked})"
+    elif result.get("reason"):
+        ranked = (f"unknown ({result['reason']}: below the threshold {result['threshold']:.2f}; "
+                  f"best guess {ranked})")
+    print(f"{path}: {ranked}", flush=True)
+
+
+def cmd_app(args: argparse.Namespace) -> None:
+    """Serve the Gradio page of a saved model on --host:--port until Ctrl+C."""
+    from .app import build_app, import_gradio
+    from .dashboard import check_port_free
+
+    import_gradio()  # the missing extra is the first thing to say, before loading the model
+    check_port_free(args.host, args.port)
+    page = build_app(load_predictor(args))
+    print(f"audiocls app for {args.model}: open http://{args.host}:{args.port}"
+          + (" (and the public link Gradio prints)" if args.share else "") + " (Ctrl+C stops)",
+          flush=True)
+    page.launch(server_name=args.host, server_port=args.port, share=args.share, quiet=True,
+                max_file_size="1gb", show_error=False)
 
 
 def cmd_export(args: argparse.Namespace) -> None:
@@ -560,6 +611,7 @@ EXAMPLES = {
     "predict": "audiocls predict --model runs/baseline/model.pt song.wav --top-k 3",
     "export": "audiocls export --model runs/baseline/model.pt --format onnx",
     "dashboard": "audiocls dashboard --log-dir outputs/demo/swanlog --port 5092",
+    "app": "audiocls app --model runs/baseline   # http://127.0.0.1:7860; needs the app extra",
 }
 
 
@@ -678,6 +730,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--top-k", type=int, default=3)
     predict.add_argument("--json", action="store_true", help="print JSON instead of text")
     predict.add_argument("--device", default=None)
+    _add_reject_arguments(predict)
     predict.set_defaults(run=cmd_predict)
 
     export = command("export", "Export a saved model to TorchScript or ONNX.")
@@ -693,7 +746,27 @@ def build_parser() -> argparse.ArgumentParser:
     dashboard.add_argument("--host", default="127.0.0.1")
     dashboard.add_argument("--port", type=int, default=5092)
     dashboard.set_defaults(run=cmd_dashboard)
+
+    app = command("app", "Serve a page to classify an uploaded or recorded clip (Gradio).")
+    app.add_argument("--model", required=True, help="a model.pt, or the run folder holding it")
+    app.add_argument("--host", default="127.0.0.1",
+                     help="address to serve on (default: this machine only)")
+    app.add_argument("--port", type=int, default=7860)
+    app.add_argument("--share", action="store_true",
+                     help="also serve through a public gradio.live link (off by default)")
+    app.add_argument("--device", default=None)
+    _add_reject_arguments(app)
+    app.set_defaults(run=cmd_app)
     return parser
+
+
+def _add_reject_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add --no-reject and --threshold (predict and app)."""
+    parser.add_argument("--no-reject", action="store_true",
+                        help="always give the top class: never answer unknown")
+    parser.add_argument("--threshold", type=float, default=None, metavar="P",
+                        help="answer unknown below this top probability (default: the threshold "
+                             "calibrated on the validation set and saved with the model)")
 
 
 @contextmanager
