@@ -57,6 +57,7 @@ from .distributed import (
     quiet_unless_main,
     start_distributed,
 )
+from .rejection import calibrate_rejection
 from .run_folder import (
     Plan,
     RunLock,
@@ -565,6 +566,7 @@ def _train(
             else:
                 results[split] = None
                 print(f"Note: no {split} split, so no {split} metrics")
+        calibrate_rejection(bundle, results, probabilities, {s: f.targets for s, f in splits.items()})
         if results["test"] and ranks.is_main:
             tracker.log({"test/acc": results["test"]["accuracy"],
                          "test/macro_f1": results["test"]["macro_f1"]})
