@@ -101,7 +101,7 @@ def test_bad_uploads_get_one_clear_message_not_a_traceback(served: tuple[str, Pa
     text.write_text("not audio at all\n")
     answer, label, picture, details = _ask(served[0], text)
     assert answer.startswith("This file cannot be read as audio") and "Traceback" not in answer
-    assert label is None and picture is None and details["message"] == answer
+    assert not label and picture is None and details["message"] == answer
     # Two hours at 1 kHz (14 MB): refused from its header, before anything is decoded.
     long = write_wav(tmp_path / "long.wav", np.zeros(2 * 3600 * 1000, dtype=np.float32), 1000)
     answer, *_ = _ask(served[0], long)

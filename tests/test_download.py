@@ -438,7 +438,7 @@ def test_fsdd_recordings_of_another_version_are_refused_and_nothing_is_extracted
     (dest / "recordings" / "0_me_0.wav").write_bytes(b"RIFF")
     assert main(["download", "fsdd", "--dest", str(dest), "--url", archive.as_uri()]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "its 1 files are not FSDD's recordings at commit 26eb9aa" in err
+    assert err.count("\n") == 1 and "its 1 file(s) are not FSDD's recordings at commit 26eb9aa" in err
     assert [p.name for p in (dest / "recordings").iterdir()] == ["0_me_0.wav"]
 
 

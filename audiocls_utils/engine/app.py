@@ -97,9 +97,9 @@ def analyse(predictor: Predictor, path: str | Path | None) -> dict[str, Any]:
         scan = predictor.scan(path)
         problem = content_problem(scan.info) or (None if scan.framed else too_short_to_frame(feature))
     except AudioclsError as error:
-        return {"message": "This file cannot be read as audio: "
-                           f"{decode_problem(path, error).split(' The file is')[0]}. Upload a "
-                           "WAV, FLAC, OGG or MP3 recording."}
+        why = decode_problem(path, error).split(" The file is")[0].rstrip(".")
+        return {"message": f"This file cannot be read as audio: {why}. Upload a WAV, FLAC, OGG "
+                           "or MP3 recording."}
     silent = problem is not None and problem.startswith("digital silence")
     if problem is not None and not silent:
         return {"message": f"This clip cannot be classified: {problem}"}
@@ -164,8 +164,9 @@ def figure_png(predictor: Predictor, result: dict[str, Any]) -> bytes | None:
     names, width = predictor.class_names, predictor.num_frames * seconds
     windows = result["windows"].numpy().T  # (classes, windows)
     centres = [(start + predictor.num_frames / 2) * seconds for start in result["starts"]]
+    hop = predictor.hop_frames * seconds  # each window's column is one hop wide
     strip = axes[1].imshow(windows, origin="lower", aspect="auto", cmap="Blues", vmin=0, vmax=1,
-                           extent=(min(centres) - width / 4, max(centres) + width / 4, -0.5,
+                           extent=(min(centres) - hop / 2, max(centres) + hop / 2, -0.5,
                                    len(names) - 0.5), interpolation="nearest")
     axes[1].set_xlim(0, frames * seconds)
     axes[1].set_yticks(range(len(names)), names)

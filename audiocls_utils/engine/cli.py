@@ -345,7 +345,7 @@ def _download_fsdd(url: str, name: str, dest: Path, sha256: str | None,
     if recordings.exists():
         found, count = facts.recordings_digest(recordings)
         if found != digest:
-            raise AudioclsError(f"{recordings} exists but its {count} files are not FSDD's "
+            raise AudioclsError(f"{recordings} exists but its {count} file(s) are not FSDD's "
                                 f"recordings at commit {facts.COMMIT[:7]}: delete it (or choose "
                                 "another --dest) to download again")
         print(f"{recordings} holds FSDD's {count} recordings (content verified)")
@@ -494,12 +494,15 @@ def cmd_predict(args: argparse.Namespace) -> None:
     check_top_k(args.top_k)  # before any work
     predictor = load_predictor(args)
     done = failed = 0
+    labelled = False
     if args.json:
         print("[", flush=True)
     try:
         for result in predictor.each_prediction(args.files, args.top_k):
             if result.get("reason") == "low confidence":
                 result["threshold"] = predictor.threshold
+            if "error" not in result and not labelled:  # once the model has worked
+                labelled = note_no_threshold(args, predictor)
             if args.json:  # failures are in it too, as {"path", "error"}
                 print(("," if done else "") + json.dumps(result), flush=True)
             else:
@@ -528,17 +531,21 @@ def check_reject_flags(args: argparse.Namespace) -> None:
 
 
 def load_predictor(args: argparse.Namespace):  # noqa: ANN201 - a Predictor
-    """Load --model with the rejection --no-reject and --threshold ask for; say when a model has
-    no threshold of its own (saved before audiocls calibrated one), so rejection is off."""
+    """Load --model with the rejection that --no-reject and --threshold ask for."""
     from ..predict import Predictor
 
-    predictor = Predictor.from_file(args.model, device=args.device, reject=not args.no_reject,
-                                    threshold=args.threshold)
+    return Predictor.from_file(args.model, device=args.device, reject=not args.no_reject,
+                               threshold=args.threshold)
+
+
+def note_no_threshold(args: argparse.Namespace, predictor: Any) -> bool:
+    """Say (on stderr, one line) when the model has no threshold of its own (saved before
+    audiocls calibrated one), so no clip is rejected for low confidence; return True."""
     if predictor.reject and predictor.threshold is None:
-        print(f"audiocls {args.command}: note: {args.model} has no reject threshold (it was saved "
-              "before audiocls calibrated one), so no clip is called unknown for low confidence, "
-              "only silent ones; retrain it, or pass --threshold P", file=sys.stderr, flush=True)
-    return predictor
+        print(f"audiocls {args.command}: note: {args.model} has no reject threshold (saved before "
+              "audiocls calibrated one), so rejection of unsure clips is off (silent ones are "
+              "still unknown); retrain it, or pass --threshold P", file=sys.stderr, flush=True)
+    return True
 
 
 def _print_prediction(result: dict[str, Any]) -> None:
@@ -568,7 +575,9 @@ def cmd_app(args: argparse.Namespace) -> None:
 
     import_gradio()  # the missing extra is the first thing to say, before loading the model
     check_port_free(args.host, args.port)
-    page = build_app(load_predictor(args))
+    predictor = load_predictor(args)
+    note_no_threshold(args, predictor)
+    page = build_app(predictor)
     print(f"audiocls app for {args.model}: open http://{args.host}:{args.port}"
           + (" (and the public link Gradio prints)" if args.share else "") + " (Ctrl+C stops)",
           flush=True)
