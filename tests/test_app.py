@@ -121,3 +121,18 @@ def test_an_unsure_model_answers_none_of_these_with_its_best_guess(tmp_path: Pat
     # The strip has one row per window; Grad-CAM covers one window of the log-Mel.
     assert result["windows"].shape == (len(result["starts"]), 3)
     assert result["cam"].shape == (result["log_mel"].shape[0], predictor.num_frames)
+
+
+@pytest.mark.browser
+def test_a_browser_uploads_a_clip_and_the_page_shows_the_answer(served: tuple[str, Path],
+                                                                 tmp_path: Path) -> None:
+    import shutil
+
+    if not (shutil.which("chromium") or shutil.which("chromium-browser")):
+        pytest.skip("Chromium not installed (scripts/ensure-chromium.sh installs it in CI)")
+    from readme_figures import screenshot_app  # scripts/, on the path through conftest
+
+    clip = write_wav(tmp_path / "clip.wav", tone(440.0, 1.5, 8000), 8000)
+    screenshot_app(served[0], clip, tmp_path / "app.png")  # waits until the answer is drawn
+    assert (tmp_path / "app.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (tmp_path / "app.png").stat().st_size > 50_000

@@ -489,7 +489,7 @@ def cmd_predict(args: argparse.Namespace) -> None:
     With --json the output is one JSON array, each file's object printed as it is done; on
     Ctrl-C the array is closed, so what was printed stays a valid document.
     """
-    from ..predict import Predictor, check_top_k
+    from ..predict import check_top_k
 
     check_top_k(args.top_k)  # before any work
     predictor = load_predictor(args)
