@@ -29,6 +29,7 @@ from ..predict import KEEP_SECONDS, Predictor
 MAX_SECONDS = KEEP_SECONDS  # longer uploads are refused: `audiocls predict` streams any length
 INSTALL = ('`audiocls app` needs Gradio, an optional extra: pip install "audiocls_utils[app]" '
            '(from a clone: pip install -e ".[app]"), or pip install gradio')
+CMAP = "magma"  # plots.CMAP, the course's spectrogram colormap (plots itself imports train)
 REASONS = {"silence": "the clip is silent", "low confidence": "the model is unsure"}
 
 
@@ -142,8 +143,6 @@ def figure_png(predictor: Predictor, result: dict[str, Any]) -> bytes | None:
 
     matplotlib.use("Agg")  # the page's server has no display
     from matplotlib.figure import Figure
-
-    from ..plots import CMAP
 
     log_mel = result.get("log_mel")
     if log_mel is None:
