@@ -12,6 +12,8 @@ imports the session, inference never imports training, and there are no import c
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "audiocls_utils"
@@ -96,3 +98,10 @@ def test_no_import_cycles() -> None:
             if module not in seen:
                 seen.add(module)
                 todo.extend(graph.get(module, ()))
+
+
+def test_the_command_line_starts_without_the_app_extra() -> None:
+    """`audiocls` imports Gradio only for `audiocls app`: without the extra every other command runs."""
+    code = ("import sys; import audiocls_utils.engine.cli as cli; cli.build_parser(); "
+            "assert 'gradio' not in sys.modules, 'gradio imported'")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

@@ -422,6 +422,12 @@ def cmd_train(args: argparse.Namespace) -> None:
                   f"({test['num_clips']} clips)")
         else:
             print(no_test_note(result.metrics))
+        rejection = result.metrics.get("rejection") or {}
+        if rejection.get("threshold") is not None:
+            rejected = rejection.get("test_rejected")
+            print(f"Clips with a top probability below {rejection['threshold']:.2f} (calibrated on "
+                  "validation) are predicted as unknown" + (f": {rejected:.0%} of the test clips"
+                                                           if rejected is not None else ""))
         if result.trained:  # else the runner said the folder holds this run, finished
             print(f"Wrote {args.output_dir}/metrics.json, model.pt, history.csv")
 
