@@ -26,14 +26,16 @@ RECORDINGS = "recordings"  # the archive's folder of clips, kept under that name
 
 
 def recordings_digest(folder: str | Path) -> tuple[str, int]:
-    """Return the SHA-256 over the sorted (name, SHA-256) pairs of the files below `folder`,
-    and how many files there are.
+    """Return the SHA-256 over the sorted (name, SHA-256) pairs of the recordings (.wav files)
+    below `folder`, and how many there are.
 
-    Each file adds the line `<path relative to folder>\\t<its SHA-256>\\n`; the digest is the
-    SHA-256 of those lines in sorted order, so it changes when any file is added, removed,
-    renamed or altered, and not with the archive's compression or file dates.
+    Each recording adds the line `<path relative to folder>TAB<its SHA-256>NEWLINE`; the digest
+    is the SHA-256 of those lines in sorted order, so it changes when a recording is added,
+    removed, renamed or altered, and not with the archive's compression or file dates (nor
+    with a file beside the recordings that is not one, such as a .gitkeep).
     """
     folder = Path(folder)
-    files = sorted((p.relative_to(folder).as_posix(), p) for p in folder.rglob("*") if p.is_file())
+    files = sorted((p.relative_to(folder).as_posix(), p) for p in folder.rglob("*.wav")
+                   if p.is_file())
     lines = "".join(f"{name}\t{file_sha256(path)}\n" for name, path in files)
     return hashlib.sha256(lines.encode("utf-8")).hexdigest(), len(files)
