@@ -7,11 +7,11 @@ import math
 
 import pytest
 import torch
+from helpers import tone, write_wav
 
 from audiocls_utils.abstain import SILENCE_DB, calibrate_threshold, decide, loudness_db
 from audiocls_utils.audio import describe_audio
 from audiocls_utils.errors import AudioclsError
-from helpers import tone, write_wav
 
 NAMES = ["cat", "dog"]
 

@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import REPO, tone, write_wav
 
 from audiocls_utils.checks import check_dataset, fingerprint, near_duplicates
 from audiocls_utils.config import FeatureConfig
 from audiocls_utils.errors import AudioclsError
-from helpers import REPO, tone, write_wav
 
 RATE = 8000
 
@@ -30,9 +30,10 @@ def _clip(frequency: float, seed: int, seconds: float = 0.5, amplitude: float = 
 
 
 def _dataset(root: Path, classes: dict[str, float], clips: int = 6) -> Path:
-    for label, frequency in classes.items():
+    for number, (label, frequency) in enumerate(classes.items()):
         for index in range(clips):
-            write_wav(root / label / f"{label}_{index}.wav", _clip(frequency, hash((label, index)) % 1000), RATE)
+            write_wav(root / label / f"{label}_{index}.wav", _clip(frequency, 100 * number + index),
+                      RATE)
     return root
 
 
@@ -55,7 +56,8 @@ def test_silent_unreadable_and_too_long_files_are_named_and_skipped(tmp_path: Pa
     (root / "high" / "broken.wav").write_bytes(b"RIFF....WAVEnot audio")
     write_wav(root / "high" / "long.wav", tone(500, seconds=700, sample_rate=1000), 1000)
     report = check_dataset(root)
-    reasons = {Path(p).name: r for p, r in zip(report.problems()["path"], report.problems()["reason"])}
+    problems = report.problems()
+    reasons = {Path(p).name: r for p, r in zip(problems["path"], problems["reason"], strict=True)}
     assert set(reasons) == {"hiss.wav", "zeros.wav", "broken.wav", "long.wav"}
     assert reasons["hiss.wav"].startswith("silent:") and "silence" in reasons["zeros.wav"]
     assert "12 min long" in reasons["long.wav"] and "cut it" in reasons["long.wav"]

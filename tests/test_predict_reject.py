@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import BUNDLE_CLASSES, tone, untrained_bundle, write_wav
 
 from audiocls_utils.errors import AudioclsError
 from audiocls_utils.files import load_torch, save_torch
 from audiocls_utils.predict import MODEL_FORMAT, Predictor
-from helpers import BUNDLE_CLASSES, tone, untrained_bundle, write_wav
 
 
 @pytest.fixture(scope="module")
