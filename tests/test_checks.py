@@ -76,7 +76,7 @@ def test_a_class_too_small_to_split_is_left_out_and_named(tmp_path: Path) -> Non
 
 def test_a_copy_in_another_split_is_found_even_louder_and_trimmed(tmp_path: Path) -> None:
     root = _dataset(tmp_path / "d", {"low": 300, "high": 2000}, clips=10)
-    original = _clip(300, 7, seconds=1.0)
+    original = _clip(300, 999, seconds=1.0)  # a seed no other clip has
     write_wav(root / "low" / "take.wav", original, RATE)
     write_wav(root / "low" / "take_copy.wav", 1.8 * original[400:], RATE)  # louder, 50 ms cut
     groups = pd.DataFrame({"path": ["low/take.wav", "low/take_copy.wav"], "group": ["a", "b"]})
