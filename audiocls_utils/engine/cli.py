@@ -580,7 +580,7 @@ def cmd_app(args: argparse.Namespace) -> None:
     from .dashboard import check_port_free
 
     import_gradio()  # the missing extra is the first thing to say, before loading the model
-    check_port_free(args.host, args.port)
+    check_port_free(args.host, args.port, "app")
     predictor = load_predictor(args)
     note_no_threshold(args, predictor)
     page = build_app(predictor)
