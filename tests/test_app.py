@@ -136,3 +136,20 @@ def test_a_browser_uploads_a_clip_and_the_page_shows_the_answer(served: tuple[st
     screenshot_app(served[0], clip, tmp_path / "app.png")  # waits until the answer is drawn
     assert (tmp_path / "app.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (tmp_path / "app.png").stat().st_size > 50_000
+
+
+def test_a_taken_port_is_one_line_before_the_model_loads(tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    import socket
+
+    from audiocls_utils.engine.cli import main
+
+    model = _model(tmp_path)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["app", "--model", str(model), "--port", str(port)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert f"--port {port} on 127.0.0.1 is taken (another app?): choose another, e.g. --port " in err

@@ -446,3 +446,16 @@ def test_pinned_fsdd_digest_matches_the_real_recordings(fsdd: Path) -> None:
     from audiocls_utils.fsdd import NUM_RECORDINGS, RECORDINGS_DIGEST, recordings_digest
 
     assert recordings_digest(fsdd) == (RECORDINGS_DIGEST, NUM_RECORDINGS)
+
+
+def test_fsdd_download_without_dest_lands_where_the_chapters_look(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from audiocls_utils import data, fsdd
+
+    archive, digest = _fsdd_archive(tmp_path, takes=1)
+    monkeypatch.setattr(fsdd, "RECORDINGS_DIGEST", digest)
+    monkeypatch.setattr(data, "course_root", lambda: tmp_path / "course")
+    assert main(["download", "fsdd", "--url", archive.as_uri()]) == 0
+    recordings = tmp_path / "course" / "data" / "fsdd" / "recordings"
+    assert sorted(p.name for p in recordings.iterdir()) == ["0_ann_0.wav", "1_ann_0.wav"]
+    assert f"AUDIOCLS_DATA={recordings}" in capsys.readouterr().out
