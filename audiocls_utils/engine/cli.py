@@ -316,20 +316,19 @@ def _download_gtzan(url: str, name: str, args: argparse.Namespace) -> None:
           f"  audiocls prepare --data-dir {dest} --out {dest / 'manifest.csv'} --split filtered")
 
 
-def _download_fsdd(url: str, name: str, dest: Path, sha256: str | None,
-                   digest: str | None = None) -> Path:
+def _download_fsdd(url: str, name: str, dest: Path, sha256: str | None) -> Path:
     """Put FSDD's recordings in DEST/recordings, checked against the pinned content digest.
 
     The archive is checked by its SHA-256 only when --sha256 is given (GitHub regenerates its
     archives, so their bytes are not pinned); the recordings always are: extracted into a
-    temporary folder, they are moved into place only when their digest matches `digest`
-    (default: the recordings at the pinned commit). Recordings already in place are checked
-    the same way and nothing is downloaded.
+    temporary folder, they are moved into place only when their digest is the one pinned
+    (`fsdd.RECORDINGS_DIGEST`, which tests replace with their small archive's). Recordings
+    already in place are checked the same way and nothing is downloaded.
     """
     from .. import fsdd as facts
     from .download import ARCHIVE_SUFFIXES, download, extract_archive
 
-    digest = digest or facts.RECORDINGS_DIGEST
+    digest = facts.RECORDINGS_DIGEST
 
     def check(folders: list[Path]) -> None:
         found, count = facts.recordings_digest(folders[0])
