@@ -459,3 +459,21 @@ def test_fsdd_download_without_dest_lands_where_the_chapters_look(
     recordings = tmp_path / "course" / "data" / "fsdd" / "recordings"
     assert sorted(p.name for p in recordings.iterdir()) == ["0_ann_0.wav", "1_ann_0.wav"]
     assert f"AUDIOCLS_DATA={recordings}" in capsys.readouterr().out
+
+
+def test_an_archive_of_the_real_recordings_passes_the_pinned_digest(
+        fsdd: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # Shaped as GitHub's archive at the pinned commit: <repo>-<commit>/recordings/*.wav, README.
+    from audiocls_utils.fsdd import COMMIT
+
+    archive = tmp_path / f"{COMMIT}.tar.gz"
+    top = f"free-spoken-digit-dataset-{COMMIT}"
+    with tarfile.open(archive, "w:gz", compresslevel=1) as tar:
+        tar.add(fsdd, arcname=f"{top}/recordings")
+        readme = tarfile.TarInfo(f"{top}/README.md")
+        readme.size = 5
+        tar.addfile(readme, io.BytesIO(b"FSDD\n"))
+    dest = tmp_path / "fsdd"
+    assert main(["download", "fsdd", "--dest", str(dest), "--url", archive.as_uri()]) == 0
+    assert "holds FSDD's 3000 recordings (content verified" in capsys.readouterr().out
+    assert len(list((dest / "recordings").glob("*.wav"))) == 3000
