@@ -29,12 +29,13 @@ def target_layer(model):  #@save
     return blocks[-1]  # e.g. regnet's trunk_output
 
 
-def grad_cam(model, log_mel, class_index, layer=None):  #@save
+def grad_cam(model, log_mel, class_index, layer=None, positive=True):  #@save
     """Return the Grad-CAM map of one log-Mel (n_mels, frames) for `class_index`, in [0, 1].
 
     A forward hook keeps the layer's activations A (channels, h, w) and a backward hook their
     gradients dScore/dA; each channel is weighted by its mean gradient, the weighted sum goes
     through a ReLU (only evidence *for* the class) and is stretched back to (n_mels, frames).
+    `positive=False` skips the ReLU: a signed map in [-1, 1], negative where evidence is against.
     """
     layer = layer if layer is not None else target_layer(model)
     kept = {}
@@ -50,10 +51,12 @@ def grad_cam(model, log_mel, class_index, layer=None):  #@save
             # Gradients towards the input only: the hooks fire, no weight's .grad is touched.
             torch.autograd.grad(score, x)
         weights = kept["dA"].mean(dim=(2, 3), keepdim=True)  # (1, channels, 1, 1)
-        cam = torch.relu((weights * kept["A"]).sum(dim=1, keepdim=True))  # (1, 1, h, w)
+        cam = (weights * kept["A"]).sum(dim=1, keepdim=True)  # (1, 1, h, w)
+        cam = torch.relu(cam) if positive else cam
         cam = nn.functional.interpolate(cam, size=tuple(log_mel.shape[-2:]), mode="bilinear",
-                                        align_corners=False)[0, 0]  # (n_mels, frames)
-        return (cam / cam.max()).detach() if cam.max() > 0 else cam.detach()
+                                        align_corners=False)[0, 0].detach()  # (n_mels, frames)
+        largest = cam.abs().max()
+        return cam / largest if largest > 0 else cam
     finally:
         for hook in hooks:
             hook.remove()

@@ -95,6 +95,18 @@ def test_grad_cam_follows_a_region_in_time_too_and_leaves_no_weight_gradient() -
     assert all(p.grad is None for p in model.parameters())
 
 
+def test_a_signed_map_shows_evidence_against_the_class_where_grad_cam_is_flat() -> None:
+    model = LoudQuietModel()
+    model.forward = lambda log_mel: torch.stack(  # class 0: the loud channel counts against it
+        [-LoudQuietModel.forward(model, log_mel)[:, 1], LoudQuietModel.forward(model, log_mel)[:, 1]], 1)
+    log_mel = _loud(rows=slice(20, 28))
+    assert grad_cam(model, log_mel, 0).max() == 0  # no evidence for it: ReLU leaves nothing
+    signed = grad_cam(model, log_mel, 0, positive=False)
+    assert signed.min() == pytest.approx(-1.0) and signed.max() <= 0
+    assert signed[20:28].mean() < -0.8 and signed[:18].abs().mean() < 0.01
+    assert torch.allclose(grad_cam(model, log_mel, 1, positive=False), grad_cam(model, log_mel, 1))
+
+
 def test_hooks_are_removed_even_when_the_backward_pass_fails() -> None:
     model = create_model("resnet18", 3, 32, pretrained="no").train()
     layer = target_layer(model)
