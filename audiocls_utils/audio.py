@@ -53,6 +53,12 @@ class AudioInfo:
     num_samples: int
     peak: float  # largest absolute sample value; 0 means digital silence
     mono_peak: float  # largest absolute value once the channels are averaged (stereo may cancel)
+    mean_square: float = 0.0  # of the mono waveform: its power, for the loudness gate
+
+    @property
+    def loudness_db(self) -> float:
+        """Return the mono waveform's RMS level in dBFS, as `abstain.loudness_db` computes it."""
+        return 10 * math.log10(max(self.mean_square, 1e-20))
 
 
 def is_audio_path(path: str | Path) -> bool:
@@ -171,17 +177,18 @@ class AudioStream:
         with _open(self.path) as file:
             source_rate, channels = int(file.samplerate), int(file.channels)
             resampler = StreamingResample(source_rate, self.sample_rate or source_rate)
-            num_samples, peak, mono_peak = 0, 0.0, 0.0
+            num_samples, peak, mono_peak, square_sum = 0, 0.0, 0.0, 0.0
             for samples in read_blocks(file, self.path, self.block_frames):
                 num_samples += samples.shape[0]
                 peak = max(peak, float(samples.max()), -float(samples.min()))
                 # Downmix: average the channels (a mono file's one column needs no arithmetic).
                 mono = samples[:, 0] if channels == 1 else samples.mean(axis=1)
                 mono_peak = max(mono_peak, float(np.abs(mono).max()))
+                square_sum += float(np.dot(mono.astype(np.float64), mono))
                 yield resampler(torch.from_numpy(np.ascontiguousarray(mono)))
             yield resampler.flush()
         self.info = AudioInfo(num_samples / source_rate, source_rate, channels, num_samples, peak,
-                              mono_peak)
+                              mono_peak, square_sum / max(1, num_samples))
 
 
 def describe_audio(path: str | Path, block_frames: int = BLOCK_FRAMES) -> AudioInfo:

@@ -155,6 +155,8 @@ def find_dataset(data: str | None, profile: str, progress: bool = True) -> Datas
     path = Path(chosen).expanduser()
     if not path.is_absolute() and not path.exists():  # relative to the course folder, e.g. data/gtzan
         path = course_root() / path
+    if path.is_file() and path.suffix.lower() == ".csv":  # a labels CSV (chapter 06): its folder
+        path = path.parent
     root = find_data_root(path).resolve()
     folders = {p.name for p in root.iterdir() if p.is_dir()}
     is_synthetic = (root / ".synth.json").is_file()
@@ -162,6 +164,8 @@ def find_dataset(data: str | None, profile: str, progress: bool = True) -> Datas
         name = "synthetic set"
     elif set(GENRES) <= folders:
         name = "GTZAN"
+    elif root.name == "recordings" and root.parent.name == "fsdd":
+        name = "the Free Spoken Digit Dataset"
     else:
         name = f"dataset {path.name}"
     return DatasetInfo(root, name, synthetic=is_synthetic)
@@ -262,11 +266,14 @@ class Course:
 
     def save_run(self, recipe: Recipe, model: torch.nn.Module, class_names: Sequence[str],
                  num_frames: int, history: pd.DataFrame, metrics: dict[str, Any],
-                 manifest: pd.DataFrame | None = None) -> Run:
-        """Write a run trained in a notebook as `audiocls train` would: model.pt, metrics, history."""
+                 manifest: pd.DataFrame | None = None,
+                 reject_threshold: float | None = None) -> Run:
+        """Write a run trained in a notebook as `audiocls train` would: model.pt (with the
+        threshold below which `audiocls predict` answers unknown, if given), metrics, history."""
         folder = self.run_dir(recipe)
         (folder / RUN_FILE).unlink(missing_ok=True)  # written last: it vouches for the files below
-        save_torch(model_bundle(model, recipe, class_names, num_frames), folder / "model.pt")
+        save_torch(model_bundle(model, recipe, class_names, num_frames, reject_threshold),
+                   folder / "model.pt")
         write_json(folder / "metrics.json", {"classes": list(class_names), "recipe": recipe.name,
                                              "seed": self.seed, **metrics})
         write_csv(history, folder / "history.csv")
@@ -481,3 +488,26 @@ def show_clip(waveform: torch.Tensor | np.ndarray, sample_rate: int, title: str,
     figure.tight_layout()
     plt.show()
     display(Audio(samples, rate=sample_rate, normalize=bool(np.abs(samples).max() > 0)))
+
+
+# ----------------------------------------------------------------------------- chapter 06
+
+# Where chapter 06 looks for the spoken digits, in order: where `audiocls download fsdd` puts
+# them, then the copy this course's test machines keep beside the repository.
+FSDD_FOLDERS = (Path("data") / "fsdd" / "recordings",
+                Path("..") / "shared" / "data" / "fsdd" / "recordings")
+
+
+def own_sounds(data: str | None, label_pattern: str | None = None) -> tuple[str, str | None]:
+    """Return chapter 06's dataset and label pattern: `data` as given (a folder of class folders,
+    a flat folder whose file names `label_pattern` reads, or a CSV of paths and labels), else the
+    Free Spoken Digit Dataset if it is here (pattern "fsdd"), else "synthetic" (the built-in set).
+    """
+    if data:
+        return data, label_pattern
+    for folder in FSDD_FOLDERS:
+        if (course_root() / folder).is_dir():
+            return str((course_root() / folder).resolve()), label_pattern or "fsdd"
+    print("The spoken digits are not here (get them with `audiocls download fsdd`, then run "
+          "this chapter again); using the built-in synthetic set instead")
+    return "synthetic", label_pattern

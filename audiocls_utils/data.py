@@ -276,7 +276,7 @@ def build_manifest(
         raise AudioclsError(
             f"No usable audio clips in {root}. Expected `<class>/<file>.wav` folders"
             + (f" or file names matching {label_pattern!r}" if label_pattern else "")
-            + (f"; {len(excluded)} file(s) were excluded" if excluded else "")
+            + (f"; {len(excluded)} file(s) were excluded, e.g. {excluded[0]}" if excluded else "")
         )
     manifest = pd.DataFrame(rows).sort_values(["label", "path"], ignore_index=True)
     check_labels(manifest, allow_similar_labels)

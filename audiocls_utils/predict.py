@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
+from .abstain import SILENCE_DB, decide
 from .audio import AudioStream
 from .config import Recipe
 from .data import SegmentDataset, content_problem, decode_problem
@@ -169,8 +170,12 @@ def _check_numbers(bundle: dict[str, Any], state: dict[str, torch.Tensor], recip
 
 
 def model_bundle(model: torch.nn.Module, recipe: Recipe, class_names: Sequence[str],
-                 num_frames: int) -> dict[str, Any]:
-    """Return everything `Predictor` needs, as tensors and plain Python types (weights_only-safe)."""
+                 num_frames: int, reject_threshold: float | None = None) -> dict[str, Any]:
+    """Return everything `Predictor` needs, as tensors and plain Python types (weights_only-safe).
+
+    `reject_threshold` (`abstain.calibrate_threshold` on the validation set) is the top
+    probability below which `Predictor` answers "unknown"; None: it never abstains on confidence.
+    """
     image = model[0]  # LogMelToImage: the training set's statistics travel inside the model
     return {
         "format": MODEL_FORMAT,
@@ -182,7 +187,19 @@ def model_bundle(model: torch.nn.Module, recipe: Recipe, class_names: Sequence[s
         "num_frames": int(num_frames),
         "mean": float(image.mean),
         "std": float(image.std),
+        "reject_threshold": None if reject_threshold is None else float(reject_threshold),
     }
+
+
+def check_threshold(threshold: Any, what: str) -> float | None:
+    """Return `threshold` as a float if it is None or a probability in [0, 1], else raise one line."""
+    if threshold is None:
+        return None
+    if (isinstance(threshold, bool) or not isinstance(threshold, (int, float, torch.Tensor))
+            or not 0 <= float(threshold) <= 1):
+        raise AudioclsError(f"{what} must be a probability between 0 and 1 (or none), not "
+                            f"{threshold!r}")
+    return float(threshold)
 
 
 def check_top_k(top_k: int) -> None:
@@ -196,9 +213,17 @@ class Predictor:
     """Hold a trained model with its features and class list, ready to label files."""
 
     def __init__(self, bundle: dict[str, Any], device: str | torch.device | None = None,
-                 source: str | Path = "model file") -> None:
+                 source: str | Path = "model file", reject: bool = True,
+                 threshold: float | None = None, silence_db: float | None = SILENCE_DB) -> None:
+        """`reject` False labels every clip; else a clip quieter than `silence_db` (dBFS) or whose
+        top probability is below `threshold` (default: the one saved with the model, if any) is
+        labelled "unknown" (`abstain.decide`)."""
         self.source = str(source)
         self.recipe = check_bundle(bundle, self.source)
+        saved = check_threshold(bundle.get("reject_threshold"), f"{self.source}: its reject_threshold")
+        self.reject = bool(reject)
+        self.threshold = check_threshold(threshold, "threshold") if threshold is not None else saved
+        self.silence_db = silence_db
         self.device = pick_device(str(device) if device else None)
         self.class_names: list[str] = list(bundle["class_names"])
         self.num_frames = int(bundle["num_frames"])
@@ -214,9 +239,18 @@ class Predictor:
         self.model.to(self.device).eval()
 
     @classmethod
-    def from_file(cls, path: str | Path, device: str | torch.device | None = None) -> Predictor:
+    def from_file(cls, path: str | Path, device: str | torch.device | None = None,
+                  reject: bool = True, threshold: float | None = None) -> Predictor:
         """Load a model file written by `audiocls train`."""
-        return cls(load_bundle(path), device, source=model_file(path))
+        return cls(load_bundle(path), device, source=model_file(path), reject=reject,
+                   threshold=threshold)
+
+    def decide(self, probabilities: torch.Tensor, loudness: float | None = None) -> dict[str, Any]:
+        """Return `abstain.decide`'s answer for one clip's (classes,) probabilities and loudness
+        (dBFS), or its top class whatever they are when `reject` is off."""
+        if not self.reject:
+            return decide(probabilities, self.class_names)
+        return decide(probabilities, self.class_names, self.threshold, loudness, self.silence_db)
 
     def probabilities(self, paths: Sequence[str | Path]) -> torch.Tensor:
         """Return (files, classes) probabilities, averaged over each file's windows.
@@ -280,7 +314,8 @@ class Predictor:
         return probabilities
 
     def predict(self, paths: Sequence[str | Path], top_k: int = 3) -> list[dict[str, Any]]:
-        """Return, for each file, its `top_k` labels with probabilities, most likely first.
+        """Return, for each file, its `top_k` labels with probabilities, most likely first, and
+        its answer ("label": the top class, or "unknown" with a "reason").
 
         As `each_prediction` gives them, in a list.
         """
@@ -293,7 +328,9 @@ class Predictor:
         Each file is decoded block by block and checked on the way as `audiocls prepare` checks
         clips (`data.check_clip`); one longer than KEEP_SECONDS is decoded again to stream its
         windows (`file_probabilities`). One that fails gets {"path", "error": why} instead of
-        {"path", "top"}, and the rest go on.
+        {"path", "top", "label", "reason", "loudness_db"}, and the rest go on. "label" is the
+        top class, or "unknown" when the clip is silent or the model unsure (`decide`);
+        "reason" says which ("silence", "low confidence"), None when it answered.
         `top_k` above the number of classes gives them all; below 1 is refused.
         """
         check_top_k(top_k)
@@ -309,10 +346,14 @@ class Predictor:
             if problem is not None:
                 yield {"path": str(path), "error": problem}
                 continue
-            values, indices = self.file_probabilities(path, scan).topk(top_k)
+            probabilities = self.file_probabilities(path, scan)
+            values, indices = probabilities.topk(top_k)
+            decision = self.decide(probabilities, scan.info.loudness_db)
             yield {"path": str(path), "top": [
                 {"label": self.class_names[i], "probability": round(float(v), 4)}
-                for v, i in zip(values, indices, strict=True)]}
+                for v, i in zip(values, indices, strict=True)],
+                "label": decision["label"], "reason": decision["reason"],
+                "loudness_db": round(scan.info.loudness_db, 1)}
 
 
 def _batches(items: Iterable[torch.Tensor], size: int) -> Iterator[list[torch.Tensor]]:

@@ -5,6 +5,14 @@
 writes docs/images/spectrograms.png (one log-Mel per class of the data set) and
 docs/images/dashboard.png (the chart page of the newest run in SwanLab's local dashboard:
 curves, test scores, the confusion matrix and the misclassified clips, in headless Chromium).
+
+    python scripts/readme_figures.py --app-model runs/fsdd --app-clip clip.wav
+
+writes docs/images/app.png: `audiocls app` serving that model, with the clip uploaded into the
+page by headless Chromium and its answer drawn (needs the app extra). The README's picture shows
+the model tests/test_fsdd.py trains (seed 0, run folder runs/fsdd-digits) and
+3_nicolas_7.wav, 1_nicolas_7.wav and 4_nicolas_7.wav of ../shared/data/fsdd joined with 0.35 s
+of silence after each.
 """
 
 from __future__ import annotations
@@ -147,21 +155,95 @@ def screenshot_charts(url: str, out: Path, width: int = 1400, scale: float = 0.7
         shutil.rmtree(profile, ignore_errors=True)
 
 
-def main() -> None:
-    """Parse arguments and write both pictures."""
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--data", type=Path, required=True)
-    parser.add_argument("--swanlog", type=Path, required=True)
-    args = parser.parse_args()
-    OUT.mkdir(parents=True, exist_ok=True)
-    spectrogram_grid(args.data, OUT / "spectrograms.png")
+# The app has answered: its figure is drawn in the output image.
+ANSWERED = "document.querySelectorAll('img[src*=\"/file=\"], img[src*=\"gradio_api/file\"]').length > 0"
+
+
+def start_app(model: Path, port: int, timeout: float = 120.0) -> subprocess.Popen:
+    """Start `audiocls app --model MODEL` on localhost:`port` and wait until it answers."""
+    import sys
+
+    server = subprocess.Popen([sys.executable, "-m", "audiocls_utils", "app", "--model", str(model),
+                               "--port", str(port)], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise AudioclsError(f"audiocls app --model {model} stopped (run it by hand to see why)")
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2).close()
+            return server
+        except OSError:
+            time.sleep(0.5)
+    server.terminate()
+    raise AudioclsError(f"audiocls app did not answer on port {port} within {timeout:.0f} s")
+
+
+def screenshot_app(url: str, clip: Path, out: Path, width: int = 1400, height: int = 860,
+                   timeout: float = 90.0) -> None:
+    """Open the app in headless Chromium, put `clip` in its upload field, wait for the answer and
+    save a PNG of the page."""
     port = free_port()
-    server = start_dashboard(args.swanlog, port)
+    profile = Path(tempfile.mkdtemp(prefix="audiocls-chromium-"))
+    browser = subprocess.Popen([chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={profile}",
+                                f"--remote-debugging-port={port}", "about:blank"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        screenshot_charts(newest_run_url(f"http://127.0.0.1:{port}"), OUT / "dashboard.png")
+        tab = DevTools(port)
+        tab.call("Page.enable")
+        tab.call("DOM.enable")
+        tab.call("Emulation.setDeviceMetricsOverride", width=width, height=height,
+                 deviceScaleFactor=0.75, mobile=False)
+        tab.call("Page.navigate", url=url)
+        if not tab.wait_for("document.querySelector('input[type=file]') !== null", timeout):
+            raise AudioclsError(f"the app at {url} shows no upload field")
+        root = tab.call("DOM.getDocument", depth=-1, pierce=True)["root"]["nodeId"]
+        field = tab.call("DOM.querySelector", nodeId=root, selector="input[type=file]")["nodeId"]
+        tab.call("DOM.setFileInputFiles", nodeId=field, files=[str(clip.resolve())])
+        if not tab.wait_for(ANSWERED, timeout):
+            raise AudioclsError(f"the app at {url} gave no answer for {clip} within {timeout:.0f} s")
+        time.sleep(1.5)  # the image and the label bars finish drawing
+        shot = tab.call("Page.captureScreenshot", format="png")
+        write_bytes(out, base64.b64decode(shot["data"]))
     finally:
-        server.terminate()
-    print(f"Wrote {OUT}/spectrograms.png and {OUT}/dashboard.png")
+        browser.terminate()
+        browser.wait(timeout=10)
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+def main() -> None:
+    """Parse arguments and write the pictures asked for."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--data", type=Path, help="a data set: spectrograms.png")
+    parser.add_argument("--swanlog", type=Path, help="a SwanLab log folder: dashboard.png")
+    parser.add_argument("--app-model", type=Path, help="a run folder or model.pt: app.png")
+    parser.add_argument("--app-clip", type=Path, help="the clip app.png shows classified")
+    args = parser.parse_args()
+    if not (args.data or args.swanlog or args.app_model):
+        parser.error("give --data, --swanlog, or --app-model with --app-clip")
+    OUT.mkdir(parents=True, exist_ok=True)
+    if args.data:
+        spectrogram_grid(args.data, OUT / "spectrograms.png")
+        print(f"Wrote {OUT}/spectrograms.png")
+    if args.swanlog:
+        port = free_port()
+        server = start_dashboard(args.swanlog, port)
+        try:
+            screenshot_charts(newest_run_url(f"http://127.0.0.1:{port}"), OUT / "dashboard.png")
+        finally:
+            server.terminate()
+        print(f"Wrote {OUT}/dashboard.png")
+    if args.app_model:
+        if not args.app_clip:
+            parser.error("--app-model needs --app-clip, the clip to show classified")
+        port = free_port()
+        server = start_app(args.app_model, port)
+        try:
+            screenshot_app(f"http://127.0.0.1:{port}/", args.app_clip, OUT / "app.png")
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+        print(f"Wrote {OUT}/app.png")
 
 
 if __name__ == "__main__":

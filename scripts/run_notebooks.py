@@ -29,7 +29,7 @@ from audiocls_utils.course import (
 from audiocls_utils.files import write_bytes
 
 NOTEBOOKS = ("01_dataset_exploration", "02_spectrogram_visualization", "03_baseline_resnet18",
-             "04_advanced_resnext", "05_baselines_and_pretrained")
+             "04_advanced_resnext", "05_baselines_and_pretrained", "06_your_own_sounds")
 
 
 @dataclass

@@ -376,3 +376,104 @@ def test_a_full_disk_while_extracting_says_free_space_not_download_again(
     assert "no space left on the disk while extracting" in str(error.value)
     assert "nothing to download again" in str(error.value)
     assert sorted(p.name for p in (tmp_path / "dest").iterdir()) == []  # staging removed
+
+
+def _fsdd_archive(folder: Path, takes: int = 2) -> tuple[Path, str]:
+    """Write folder/fsdd.tar.gz shaped like FSDD's GitHub archive (a few short recordings, a
+    README); return it and the content digest of its recordings."""
+    from audiocls_utils.fsdd import recordings_digest
+
+    tree = folder / "source" / "free-spoken-digit-dataset-0123abc"
+    for digit in (0, 1):
+        for take in range(takes):
+            write_wav(tree / "recordings" / f"{digit}_ann_{take}.wav", tone(300 + 100 * digit, 0.05),
+                      sample_rate=8000)
+    (tree / "README.md").write_text("FSDD\n")
+    archive = folder / "fsdd.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(tree, arcname=tree.name)
+    return archive, recordings_digest(tree / "recordings")[0]
+
+
+def test_fsdd_download_keeps_the_recordings_whose_content_matches_the_pinned_digest(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from audiocls_utils import fsdd
+
+    archive, digest = _fsdd_archive(tmp_path)
+    monkeypatch.setattr(fsdd, "RECORDINGS_DIGEST", digest)
+    dest = tmp_path / "data" / "fsdd"
+    assert main(["download", "fsdd", "--dest", str(dest), "--url", archive.as_uri()]) == 0
+    out = capsys.readouterr().out
+    assert sorted(p.name for p in dest.iterdir()) == ["fsdd.tar.gz", "recordings"]  # no staging
+    assert sorted(p.name for p in (dest / "recordings").iterdir()) == [
+        "0_ann_0.wav", "0_ann_1.wav", "1_ann_0.wav", "1_ann_1.wav"]
+    assert "holds FSDD's 4 recordings (content verified" in out
+    assert f"audiocls prepare --data-dir {dest / 'recordings'} --label-pattern fsdd --split group" in out
+    # Again: the recordings in place are verified and nothing is downloaded (the URL is unused).
+    assert main(["download", "fsdd", "--dest", str(dest), "--url", "http://127.0.0.1:9/x.tar.gz"]) == 0
+    assert "holds FSDD's 4 recordings (content verified)" in capsys.readouterr().out
+    # The archive's own SHA-256, when given, is checked as for GTZAN.
+    status = main(["download", "fsdd", "--dest", str(tmp_path / "other"), "--url",
+                   archive.as_uri(), "--sha256", "0" * 64])
+    err = capsys.readouterr().err
+    assert status == 2 and err.count("\n") == 1 and "does not match the expected" in err
+
+
+def test_fsdd_recordings_of_another_version_are_refused_and_nothing_is_extracted(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from audiocls_utils import fsdd
+
+    archive, digest = _fsdd_archive(tmp_path)
+    monkeypatch.setattr(fsdd, "RECORDINGS_DIGEST", "f" * 64)  # the pinned commit's: not these
+    dest = tmp_path / "fsdd"
+    assert main(["download", "fsdd", "--dest", str(dest), "--url", archive.as_uri()]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert (f"the 4 recordings in {archive.as_uri()} do not match FSDD at commit 26eb9aa (content "
+            f"digest {digest[:12]}..., expected ffffffffffff...)") in err
+    assert sorted(p.name for p in dest.iterdir()) == []  # no recordings, no staging, no archive
+
+    # A recordings folder already there that is not FSDD's is refused, not trusted or replaced.
+    (dest / "recordings").mkdir()
+    (dest / "recordings" / "0_me_0.wav").write_bytes(b"RIFF")
+    assert main(["download", "fsdd", "--dest", str(dest), "--url", archive.as_uri()]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "its 1 file(s) are not FSDD's recordings at commit 26eb9aa" in err
+    assert [p.name for p in (dest / "recordings").iterdir()] == ["0_me_0.wav"]
+
+
+def test_pinned_fsdd_digest_matches_the_real_recordings(fsdd: Path) -> None:
+    from audiocls_utils.fsdd import NUM_RECORDINGS, RECORDINGS_DIGEST, recordings_digest
+
+    assert recordings_digest(fsdd) == (RECORDINGS_DIGEST, NUM_RECORDINGS)
+
+
+def test_fsdd_download_without_dest_lands_where_the_chapters_look(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from audiocls_utils import data, fsdd
+
+    archive, digest = _fsdd_archive(tmp_path, takes=1)
+    monkeypatch.setattr(fsdd, "RECORDINGS_DIGEST", digest)
+    monkeypatch.setattr(data, "course_root", lambda: tmp_path / "course")
+    assert main(["download", "fsdd", "--url", archive.as_uri()]) == 0
+    recordings = tmp_path / "course" / "data" / "fsdd" / "recordings"
+    assert sorted(p.name for p in recordings.iterdir()) == ["0_ann_0.wav", "1_ann_0.wav"]
+    assert f"AUDIOCLS_DATA={recordings}" in capsys.readouterr().out
+
+
+def test_an_archive_of_the_real_recordings_passes_the_pinned_digest(
+        fsdd: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # Shaped as GitHub's archive at the pinned commit: <repo>-<commit>/recordings/*.wav, README.
+    from audiocls_utils.fsdd import COMMIT
+
+    archive = tmp_path / f"{COMMIT}.tar.gz"
+    top = f"free-spoken-digit-dataset-{COMMIT}"
+    with tarfile.open(archive, "w:gz", compresslevel=1) as tar:
+        tar.add(fsdd, arcname=f"{top}/recordings")
+        readme = tarfile.TarInfo(f"{top}/README.md")
+        readme.size = 5
+        tar.addfile(readme, io.BytesIO(b"FSDD\n"))
+    dest = tmp_path / "fsdd"
+    assert main(["download", "fsdd", "--dest", str(dest), "--url", archive.as_uri()]) == 0
+    assert "holds FSDD's 3000 recordings (content verified" in capsys.readouterr().out
+    assert len(list((dest / "recordings").glob("*.wav"))) == 3000

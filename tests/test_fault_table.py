@@ -432,6 +432,39 @@ def _top_k(patch: pytest.MonkeyPatch) -> Iterator[list[str]]:
     yield ["predict", "--model", "model.pt", "clip.wav", "--top-k", "0"]
 
 
+@case("`predict --threshold 1.5`")
+def _threshold(patch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    write_wav(Path("clip.wav"), tone(440.0, 1.0, 8000), 8000)
+    yield ["predict", "--model", "model.pt", "clip.wav", "--threshold", "1.5"]
+
+
+@case("`predict --threshold` with `--no-reject`")
+def _threshold_no_reject(patch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    write_wav(Path("clip.wav"), tone(440.0, 1.0, 8000), 8000)
+    yield ["predict", "--model", "model.pt", "clip.wav", "--threshold", "0.5", "--no-reject"]
+
+
+@case("`app` without Gradio installed (simulated)")
+def _app_without_gradio(patch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    import sys
+
+    patch.setitem(sys.modules, "gradio", None)  # `import gradio` raises ImportError
+    model_file()
+    yield ["app", "--model", "model.pt"]
+
+
+@case("`app --port 99999`")
+def _app_port(patch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    model_file()
+    yield ["app", "--model", "model.pt", "--port", "99999"]
+
+
+@case("`download fsdd` into a folder whose `recordings` are not FSDD's")
+def _fsdd_not_fsdd(patch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    write("fsdd/recordings/0_me_0.wav", b"RIFF")
+    yield ["download", "fsdd", "--dest", "fsdd", "--url", "file:///nowhere/fsdd.tar.gz"]
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Train the smoke profile once on three classes of tones: the finished run ./run."""

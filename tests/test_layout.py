@@ -12,6 +12,8 @@ imports the session, inference never imports training, and there are no import c
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "audiocls_utils"
@@ -77,7 +79,7 @@ def test_no_module_imports_one_above_it_and_nothing_imports_the_session() -> Non
 
 def test_inference_never_imports_training() -> None:
     graph = import_graph()
-    for module in ("predict", "engine.export"):
+    for module in ("predict", "engine.export", "engine.app"):
         seen, todo = set(), [module]
         while todo:  # everything `module` imports, directly or not
             for imported in graph[todo.pop()] - seen:
@@ -96,3 +98,10 @@ def test_no_import_cycles() -> None:
             if module not in seen:
                 seen.add(module)
                 todo.extend(graph.get(module, ()))
+
+
+def test_the_command_line_starts_without_the_app_extra() -> None:
+    """`audiocls` imports Gradio only for `audiocls app`: without the extra every other command runs."""
+    code = ("import sys; import audiocls_utils.engine.cli as cli; cli.build_parser(); "
+            "assert 'gradio' not in sys.modules, 'gradio imported'")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

@@ -14,7 +14,7 @@ NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["03_baseline_resnet18", "04_advanced_resnext",
-                                  "05_baselines_and_pretrained"])
+                                  "05_baselines_and_pretrained", "06_your_own_sounds"])
 def test_cells_run_again_and_run_all_twice_in_one_kernel(name: str, tmp_path: Path,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     from nbclient import NotebookClient

@@ -58,7 +58,8 @@ def test_runtime_dependencies_hold_no_test_lint_or_export_tools() -> None:
     extras = _project()["optional-dependencies"]
     everything = {_name(r) for name in ("lab", "export", "test", "lint") for r in extras[name]}
     assert set(TOOLS) <= everything
-    assert extras["dev"] == ["audiocls_utils[lab,export,test,lint]"]
+    assert extras["dev"] == ["audiocls_utils[lab,export,test,lint,app]"]
+    assert "gradio" not in runtime and [_name(r) for r in extras["app"]] == ["gradio"]
 
 
 def test_torch_trio_is_a_range_and_the_constraints_pin_a_release_inside_it() -> None:
@@ -79,7 +80,7 @@ def test_environment_yml_installs_what_pyproject_declares_with_the_tested_trio()
     pins = _constraints()
     declared = [f"{_name(r)}=={pins[_name(r)]}" if _name(r) in pins else r
                 for r in project["dependencies"]]
-    declared += [r for name in ("lab", "export", "test", "lint") for r in extras[name]]
+    declared += [r for name in ("lab", "export", "test", "lint", "app") for r in extras[name]]
     pip_items = _pip_section((REPO / "environment.yml").read_text())
     assert "-e ." in pip_items
     listed = [item for item in pip_items if item != "-e ."]
@@ -118,3 +119,19 @@ def test_colab_keeps_its_ipywidgets_and_torch() -> None:
     declared = {Requirement(r).name.lower(): Requirement(r).specifier for r in _project()["dependencies"]}
     assert declared["ipywidgets"].contains("7.7.1")
     assert declared["torch"].contains("2.6.0") and declared["torch"].contains("2.11.0")
+
+
+def test_the_app_extra_requires_no_torch_and_no_ipywidgets() -> None:
+    """Installing the app extra on Colab must not replace its torch or its ipywidgets 7.7.1: Gradio
+    (as installed here, the release the app was tested with) requires neither."""
+    from importlib import metadata
+
+    from packaging.requirements import Requirement
+
+    try:
+        requirements = metadata.requires("gradio") or []
+    except metadata.PackageNotFoundError:
+        pytest.skip("gradio is not installed (the app extra)")
+    names = {Requirement(r).name.lower() for r in requirements
+             if not Requirement(r).marker or "extra" not in str(Requirement(r).marker)}
+    assert names.isdisjoint({"torch", "torchvision", "torchaudio", "ipywidgets"}), names

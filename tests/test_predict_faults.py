@@ -110,8 +110,10 @@ def test_predict_labels_the_good_files_and_names_each_bad_one_with_prepares_reas
     assert "weights" not in err
     assert "file not found" in reasons["missing.wav"] and "is a folder" in reasons["data"]
     assert "no audio stream found" in reasons["text.mp3"]
-    # One line per bad file, then the summary line; no traceback.
-    assert err.count("\n") == len(reasons) + 1 and "Traceback" not in err
+    # One line per bad file, the note that this model has no reject threshold (once), then the
+    # summary line; no traceback.
+    assert err.count("\n") == len(reasons) + 2 and "Traceback" not in err
+    assert err.count("has no reject threshold") == 1
     assert err.splitlines()[-1].startswith(f"audiocls predict: error: {len(reasons)} of "
                                            f"{len(reasons) + 2} file(s) could not be labelled")
 

@@ -1,5 +1,5 @@
 """The `audiocls` command line: synth, download, prepare, train, evaluate, predict, export,
-dashboard."""
+dashboard, app."""
 
 from __future__ import annotations
 
@@ -209,10 +209,12 @@ def validate_settings(args: argparse.Namespace) -> None:
     if getattr(args, "cache_dir", None):
         check_output(args.cache_dir, "cache_dir")
     check_outputs_not_inputs(args)
-    if args.command == "dashboard":
+    if hasattr(args, "no_reject"):
+        check_reject_flags(args)
+    if args.command in ("dashboard", "app"):
         if not 0 < args.port < 65536:
             raise AudioclsError(f"--port {args.port} is not a TCP port: choose 1024 to 65535")
-        if args.log_dir:
+        if getattr(args, "log_dir", None):
             from .dashboard import check_log_dir
 
             check_log_dir(args.log_dir)
@@ -260,21 +262,37 @@ def cmd_download(args: argparse.Namespace) -> None:
     import re
     import urllib.parse
 
-    from ..data import course_root, find_data_root
-    from ..gtzan import DATA_DIR, DEFAULT_SOURCE, SOURCES, find_gtzan, known_sha256
-    from .download import ARCHIVE_SUFFIXES, check_url, download, extract_archive, missing_members
+    from ..data import course_root
+    from ..gtzan import DEFAULT_SOURCE, SOURCES
+    from .download import ARCHIVE_SUFFIXES, check_url
 
-    url = args.url or SOURCES[DEFAULT_SOURCE].url
+    fsdd = args.dataset == "fsdd"
+    if fsdd:
+        from .. import fsdd as facts
+    url = args.url or (facts.URL if fsdd else SOURCES[DEFAULT_SOURCE].url)
     check_url(url)
     if args.sha256 and not re.fullmatch(r"[0-9a-fA-F]{64}", args.sha256):
         raise AudioclsError(f"--sha256 {args.sha256!r} is not a SHA-256 (64 hex digits)")
+    name = posixpath.basename(urllib.parse.urlparse(url).path)
+    if not name.endswith(ARCHIVE_SUFFIXES):
+        raise AudioclsError(f"{url} does not name a {', '.join(ARCHIVE_SUFFIXES)} archive")
+    if fsdd:
+        dest = Path(args.dest) if args.dest else course_root() / facts.DATA_DIR
+        _download_fsdd(url, name, dest, args.sha256)
+    else:
+        _download_gtzan(url, name, args)
+
+
+def _download_gtzan(url: str, name: str, args: argparse.Namespace) -> None:
+    """Download GTZAN's archive (SHA-256 checked where known), extract it, say what next."""
+    from ..data import course_root, find_data_root
+    from ..gtzan import DATA_DIR, find_gtzan, known_sha256
+    from .download import download, extract_archive, missing_members
+
     sha256 = args.sha256 or known_sha256(url)
     if sha256 is None:
         print(f"Note: no --sha256 given and none is known for {url}; the archive's integrity "
               "cannot be checked")
-    name = posixpath.basename(urllib.parse.urlparse(url).path)
-    if not name.endswith(ARCHIVE_SUFFIXES):
-        raise AudioclsError(f"{url} does not name a {', '.join(ARCHIVE_SUFFIXES)} archive")
     dest = Path(args.dest) if args.dest else course_root() / DATA_DIR
     archive = download(url, dest / name, sha256=sha256, progress=_progress())
     if dest.is_dir() and find_data_root(dest) != dest:
@@ -296,6 +314,51 @@ def cmd_download(args: argparse.Namespace) -> None:
                  f"AUDIOCLS_DATA={dest.resolve()}")
     print(f"GTZAN is in {root} (you may delete {archive}); {found}. Next, on the command line:\n"
           f"  audiocls prepare --data-dir {dest} --out {dest / 'manifest.csv'} --split filtered")
+
+
+def _download_fsdd(url: str, name: str, dest: Path, sha256: str | None) -> Path:
+    """Put FSDD's recordings in DEST/recordings, checked against the pinned content digest.
+
+    The archive is checked by its SHA-256 only when --sha256 is given (GitHub regenerates its
+    archives, so their bytes are not pinned); the recordings always are: extracted into a
+    temporary folder, they are moved into place only when their digest is the one pinned
+    (`fsdd.RECORDINGS_DIGEST`, which tests replace with their small archive's). Recordings
+    already in place are checked the same way and nothing is downloaded.
+    """
+    from .. import fsdd as facts
+    from .download import ARCHIVE_SUFFIXES, download, extract_archive
+
+    digest = facts.RECORDINGS_DIGEST
+
+    def check(folders: list[Path]) -> None:
+        found, count = facts.recordings_digest(folders[0])
+        if found != digest:
+            archive.unlink()  # as a wrong SHA-256 deletes a download: the next run fetches again
+            raise AudioclsError(
+                f"the {count} recordings in {url} do not match FSDD at commit "
+                f"{facts.COMMIT[:7]} (content digest {found[:12]}..., expected "
+                f"{digest[:12]}...): another version, or damaged; nothing was extracted and the "
+                "download was deleted. Check the URL (leave --url out for the pinned commit)")
+
+    recordings = dest / facts.RECORDINGS
+    if recordings.exists():
+        found, count = facts.recordings_digest(recordings)
+        if found != digest:
+            raise AudioclsError(f"{recordings} exists but its {count} file(s) are not FSDD's "
+                                f"recordings at commit {facts.COMMIT[:7]}: delete it (or choose "
+                                "another --dest) to download again")
+        print(f"{recordings} holds FSDD's {count} recordings (content verified)")
+    else:
+        suffix = next(s for s in ARCHIVE_SUFFIXES if name.endswith(s))
+        archive = download(url, dest / f"fsdd{suffix}", sha256=sha256, progress=_progress())
+        print(f"Extracting the recordings of {archive} into {dest}")
+        extract_archive(archive, dest, pick=f"*/{facts.RECORDINGS}", check=check)
+        print(f"{recordings} holds FSDD's {facts.recordings_digest(recordings)[1]} recordings "
+              f"(content verified; you may delete {archive})")
+    print(f"Next: audiocls prepare --data-dir {recordings} --label-pattern fsdd --split group "
+          f"--out {dest / 'manifest.csv'}   (or AUDIOCLS_DATA={recordings.resolve()} for the "
+          "chapters)")
+    return recordings
 
 
 def _manifest_with_splits(args: argparse.Namespace):  # noqa: ANN202 - pandas type
@@ -358,6 +421,12 @@ def cmd_train(args: argparse.Namespace) -> None:
                   f"({test['num_clips']} clips)")
         else:
             print(no_test_note(result.metrics))
+        rejection = result.metrics.get("rejection") or {}
+        if rejection.get("threshold") is not None:
+            rejected = rejection.get("test_rejected")
+            print(f"Clips with a top probability below {rejection['threshold']:.2f} (calibrated on "
+                  "validation) are predicted as unknown" + (f": {rejected:.0%} of the test clips"
+                                                           if rejected is not None else ""))
         if result.trained:  # else the runner said the folder holds this run, finished
             print(f"Wrote {args.output_dir}/metrics.json, model.pt, history.csv")
 
@@ -425,15 +494,20 @@ def cmd_predict(args: argparse.Namespace) -> None:
     With --json the output is one JSON array, each file's object printed as it is done; on
     Ctrl-C the array is closed, so what was printed stays a valid document.
     """
-    from ..predict import Predictor, check_top_k
+    from ..predict import check_top_k
 
     check_top_k(args.top_k)  # before any work
-    predictor = Predictor.from_file(args.model, device=args.device)
+    predictor = load_predictor(args)
     done = failed = 0
+    labelled = False
     if args.json:
         print("[", flush=True)
     try:
         for result in predictor.each_prediction(args.files, args.top_k):
+            if result.get("reason") == "low confidence":
+                result["threshold"] = predictor.threshold
+            if "error" not in result and not labelled:  # once the model has worked
+                labelled = note_no_threshold(args, predictor)
             if args.json:  # failures are in it too, as {"path", "error"}
                 print(("," if done else "") + json.dumps(result), flush=True)
             else:
@@ -451,16 +525,69 @@ def cmd_predict(args: argparse.Namespace) -> None:
                             "named above with the reason); the others were")
 
 
+def check_reject_flags(args: argparse.Namespace) -> None:
+    """Stop when --threshold is no probability, or comes with --no-reject."""
+    from ..predict import check_threshold
+
+    if args.threshold is not None and args.no_reject:
+        raise AudioclsError(f"--threshold {args.threshold:g} and --no-reject contradict each "
+                            "other: drop one")
+    check_threshold(args.threshold, "--threshold")
+
+
+def load_predictor(args: argparse.Namespace):  # noqa: ANN201 - a Predictor
+    """Load --model with the rejection that --no-reject and --threshold ask for."""
+    from ..predict import Predictor
+
+    return Predictor.from_file(args.model, device=args.device, reject=not args.no_reject,
+                               threshold=args.threshold)
+
+
+def note_no_threshold(args: argparse.Namespace, predictor: Any) -> bool:
+    """Say (on stderr, one line) when the model has no threshold of its own (saved before
+    audiocls calibrated one), so no clip is rejected for low confidence; return True."""
+    if predictor.reject and predictor.threshold is None:
+        print(f"audiocls {args.command}: note: {args.model} has no reject threshold (saved before "
+              "audiocls calibrated one), so rejection of unsure clips is off (silent ones are "
+              "still unknown); retrain it, or pass --threshold P", file=sys.stderr, flush=True)
+    return True
+
+
 def _print_prediction(result: dict[str, Any]) -> None:
-    """Print one file's labels on stdout, or why it has none on stderr, at once."""
+    """Print one file's labels on stdout, or why it has none on stderr, at once.
+
+    A clip the model abstains on is printed as `unknown`, with why and its top class.
+    """
     from ..data import printable
 
     path = printable(Path(result["path"]))
     if "error" in result:
         print(f"{path}: not labelled: {result['error']}", file=sys.stderr, flush=True)
-    else:
-        ranked = ", ".join(f"{t['label']} {t['probability']:.2f}" for t in result["top"])
-        print(f"{path}: {ranked}", flush=True)
+        return
+    ranked = ", ".join(f"{t['label']} {t['probability']:.2f}" for t in result["top"])
+    if result.get("reason") == "silence":
+        ranked = f"unknown (silence, {result['loudness_db']:.0f} dBFS; best guess {ranked})"
+    elif result.get("reason"):
+        ranked = (f"unknown ({result['reason']}: below the threshold {result['threshold']:.2f}; "
+                  f"best guess {ranked})")
+    print(f"{path}: {ranked}", flush=True)
+
+
+def cmd_app(args: argparse.Namespace) -> None:
+    """Serve the Gradio page of a saved model on --host:--port until Ctrl+C."""
+    from .app import build_app, import_gradio
+    from .dashboard import check_port_free
+
+    import_gradio()  # the missing extra is the first thing to say, before loading the model
+    check_port_free(args.host, args.port, "app")
+    predictor = load_predictor(args)
+    note_no_threshold(args, predictor)
+    page = build_app(predictor)
+    print(f"audiocls app for {args.model}: open http://{args.host}:{args.port}"
+          + (" (and the public link Gradio prints)" if args.share else "") + " (Ctrl+C stops)",
+          flush=True)
+    page.launch(server_name=args.host, server_port=args.port, share=args.share, quiet=True,
+                max_file_size="1gb", show_error=False)
 
 
 def cmd_export(args: argparse.Namespace) -> None:
@@ -489,7 +616,8 @@ def cmd_dashboard(args: argparse.Namespace) -> None:
 
 EXAMPLES = {
     "synth": "audiocls synth --out data/synth --clips-per-class 30 --seconds 6",
-    "download": "audiocls download gtzan   # into data/gtzan, where the chapters look",
+    "download": "audiocls download gtzan   # or fsdd; into data/gtzan (data/fsdd), where the "
+                "chapters look",
     "prepare": "audiocls prepare --data-dir data/synth --out data/manifest.csv --split group",
     "train": "audiocls train --data-dir data/synth --recipe baseline --profile cpu "
              "--output-dir runs/baseline",
@@ -497,6 +625,7 @@ EXAMPLES = {
     "predict": "audiocls predict --model runs/baseline/model.pt song.wav --top-k 3",
     "export": "audiocls export --model runs/baseline/model.pt --format onnx",
     "dashboard": "audiocls dashboard --log-dir outputs/demo/swanlog --port 5092",
+    "app": "audiocls app --model runs/baseline   # http://127.0.0.1:7860; needs the app extra",
 }
 
 
@@ -530,15 +659,17 @@ def _synth_arguments(synth: argparse.ArgumentParser) -> None:
 
 
 def _download_arguments(fetch: argparse.ArgumentParser) -> None:
-    fetch.add_argument("dataset", choices=["gtzan"])
+    fetch.add_argument("dataset", choices=["gtzan", "fsdd"])
     fetch.add_argument("--dest", default=None,
-                       help="folder to download and extract into (default: data/gtzan in the "
-                            "course folder, where the chapters look)")
+                       help="folder to download and extract into (default: data/gtzan or "
+                            "data/fsdd in the course folder, where the chapters look)")
     fetch.add_argument("--url", default=None,
                        help="archive URL: another mirror, or file:///path/to/genres.tar.gz "
-                            "downloaded by hand (default: the Hugging Face copy)")
+                            "downloaded by hand (default: GTZAN's Hugging Face copy; FSDD's "
+                            "GitHub archive at a pinned commit)")
     fetch.add_argument("--sha256", default=None,
-                       help="expected SHA-256 of the archive (known for the default URLs)")
+                       help="expected SHA-256 of the archive (known for GTZAN's default URLs; "
+                            "FSDD's recordings are always checked against a pinned digest)")
 
 
 def _prepare_arguments(prepare: argparse.ArgumentParser) -> None:
@@ -597,6 +728,7 @@ def _predict_arguments(predict: argparse.ArgumentParser) -> None:
     predict.add_argument("--top-k", type=int, default=3)
     predict.add_argument("--json", action="store_true", help="print JSON instead of text")
     predict.add_argument("--device", default=None)
+    _add_reject_arguments(predict)
 
 
 def _export_arguments(export: argparse.ArgumentParser) -> None:
@@ -611,6 +743,18 @@ def _dashboard_arguments(dashboard: argparse.ArgumentParser) -> None:
     dashboard.add_argument("--search", default="outputs", help="where to look for swanlog folders")
     dashboard.add_argument("--host", default="127.0.0.1")
     dashboard.add_argument("--port", type=int, default=5092)
+
+
+
+def _app_arguments(app: argparse.ArgumentParser) -> None:
+    app.add_argument("--model", required=True, help="a model.pt, or the run folder holding it")
+    app.add_argument("--host", default="127.0.0.1",
+                     help="address to serve on (default: this machine only)")
+    app.add_argument("--port", type=int, default=7860)
+    app.add_argument("--share", action="store_true",
+                     help="also serve through a public gradio.live link (off by default)")
+    app.add_argument("--device", default=None)
+    _add_reject_arguments(app)
 
 
 # name: (what it does, its arguments, what runs it); the order of `audiocls --help`.
@@ -629,6 +773,8 @@ COMMANDS = {
     "export": ("Export a saved model to TorchScript or ONNX.", _export_arguments, cmd_export),
     "dashboard": ("Serve the SwanLab dashboard of local runs (no account).", _dashboard_arguments,
                   cmd_dashboard),
+    "app": ("Serve a page to classify an uploaded or recorded clip (Gradio).", _app_arguments,
+            cmd_app),
 }
 
 
@@ -647,6 +793,15 @@ def build_parser() -> argparse.ArgumentParser:
         add_arguments(command)
         command.set_defaults(run=run)
     return parser
+
+
+def _add_reject_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add --no-reject and --threshold (predict and app)."""
+    parser.add_argument("--no-reject", action="store_true",
+                        help="always give the top class: never answer unknown")
+    parser.add_argument("--threshold", type=float, default=None, metavar="P",
+                        help="answer unknown below this top probability (default: the threshold "
+                             "calibrated on the validation set and saved with the model)")
 
 
 @contextmanager

@@ -47,7 +47,7 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def check_port_free(host: str, port: int) -> None:
+def check_port_free(host: str, port: int, server: str = "dashboard") -> None:
     """Stop unless nothing listens on `host:port`: swanlab watch would quietly take another."""
     with socket.socket() as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a closed one's wait is no use
@@ -55,7 +55,7 @@ def check_port_free(host: str, port: int) -> None:
             probe.bind((host, port))
         except OSError as error:
             taken = error.errno == errno.EADDRINUSE
-            why = "is taken (another dashboard?)" if taken else f"cannot be used ({error.strerror})"
+            why = f"is taken (another {server}?)" if taken else f"cannot be used ({error.strerror})"
             raise AudioclsError(f"--port {port} on {host} {why}: choose another, e.g. --port "
                                 f"{free_port()} (free now)") from None
 

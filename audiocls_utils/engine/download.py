@@ -9,6 +9,7 @@ writing anything: no absolute paths, no `..`, no links leaving the archive, no d
 from __future__ import annotations
 
 import errno
+import fnmatch
 import http.client
 import os
 import posixpath
@@ -20,6 +21,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 from tqdm.auto import tqdm
@@ -249,30 +251,42 @@ def missing_members(archive: str | Path, dest: str | Path) -> list[str]:
             if name not in ("", ".") and not os.path.lexists(Path(dest) / name)]
 
 
-def extract_archive(archive: str | Path, dest: str | Path) -> list[Path]:
-    """Extract `archive` into `dest` safely; return the top-level paths it created.
+def extract_archive(archive: str | Path, dest: str | Path, pick: str = "*",
+                    check: Callable[[list[Path]], None] | None = None) -> list[Path]:
+    """Extract `archive` into `dest` safely; return the paths it created there.
 
     Every member is checked first; the archive is unpacked into a temporary folder inside
-    `dest`, then its top-level entries are moved into place, so a failure leaves `dest` as it
-    was and nothing already in `dest` is overwritten.
+    `dest`, then the entries that `pick` matches (a glob of member paths, `*`: every top-level
+    entry; `*/recordings`: that folder one level down) are moved into `dest` under their own
+    names, so a failure leaves `dest` as it was and nothing already in `dest` is overwritten.
+    `check`, given the picked paths while they are still in the temporary folder, may raise to
+    refuse them (a content checksum).
     """
     archive, dest = Path(archive), Path(dest)
     if not archive.is_file():
         raise AudioclsError(f"Archive {archive} not found")
-    names = _members(archive)
-    tops = sorted({name.split("/")[0] for name in names if name not in ("", ".")})
-    taken = [top for top in tops if (dest / top).exists() or (dest / top).is_symlink()]
+    depth = pick.count("/") + 1
+    picked = sorted({"/".join(parts[:depth]) for parts in (name.split("/") for name in _members(archive)
+                     if name not in ("", ".")) if len(parts) >= depth
+                     and fnmatch.fnmatchcase("/".join(parts[:depth]), pick)})
+    if not picked:
+        raise AudioclsError(f"{archive} holds nothing matching {pick!r}: it is not the archive "
+                            "expected; check the URL, delete it and download again")
+    targets = [dest / posixpath.basename(name) for name in picked]
+    taken = [target for target in targets if target.exists() or target.is_symlink()]
     if taken:
-        raise AudioclsError(f"{dest / taken[0]} already exists; delete it (or choose another "
-                            "--dest) to extract again")
+        raise AudioclsError(f"{taken[0]} already exists; delete it (or choose another --dest) "
+                            "to extract again")
     dest.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".extract-", dir=dest))
     moved: list[Path] = []
     try:
         _extract_all(archive, staging)
-        for top in tops:
-            os.replace(staging / top, dest / top)
-            moved.append(dest / top)
+        if check is not None:
+            check([staging / name for name in picked])
+        for name, target in zip(picked, targets, strict=True):
+            os.replace(staging / name, target)
+            moved.append(target)
     except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError) as error:
         for path in moved:  # undo a partial move: nothing half-extracted stays behind
             shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
@@ -284,4 +298,4 @@ def extract_archive(archive: str | Path, dest: str | Path) -> list[Path]:
                             "again") from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return [dest / top for top in tops]
+    return targets

@@ -58,6 +58,7 @@ from .distributed import (
     quiet_unless_main,
     start_distributed,
 )
+from .rejection import calibrate_rejection
 from .run_folder import (
     Plan,
     RunLock,
@@ -554,7 +555,7 @@ def _train(t: Training, state: dict[str, Any] | None, record: dict[str, Any]) ->
             dist.barrier()  # rank 0 has written best.pt before any rank reads it
         bundle = load_torch(checkpoints / "best.pt")
         t.model.load_state_dict(bundle["state_dict"])
-        results = _report(t, best, tracker)
+        results = _report(t, best, tracker, bundle)
     finally:
         tracker.finish()
     history_table = pd.DataFrame(history)
@@ -595,8 +596,10 @@ def _run_epoch(t: Training, net: nn.Module, epoch: int, tracker: Tracker) -> dic
     return row
 
 
-def _report(t: Training, best: dict[str, Any], tracker: Tracker) -> dict[str, Any]:
-    """Score val and test with the model chosen on validation (the test set chose nothing)."""
+def _report(t: Training, best: dict[str, Any], tracker: Tracker,
+            bundle: dict[str, Any]) -> dict[str, Any]:
+    """Score val and test with the model chosen on validation (the test set chose nothing), and
+    calibrate the bundle's "none of these" threshold on val."""
     results: dict[str, Any] = {"classes": t.classes, "recipe": t.recipe.name, "seed": t.options.seed,
                                "best_epoch": best["epoch"], "segment_seconds": t.segment_seconds,
                                "device": str(t.device), "world_size": t.ranks.world_size}
@@ -607,6 +610,8 @@ def _report(t: Training, best: dict[str, Any], tracker: Tracker) -> dict[str, An
         else:
             results[split] = None
             print(f"Note: no {split} split, so no {split} metrics")
+    calibrate_rejection(bundle, results, probabilities,
+                        {split: files.targets for split, files in t.splits.items()})
     if results["test"] and t.ranks.is_main:
         tracker.log({"test/acc": results["test"]["accuracy"],
                      "test/macro_f1": results["test"]["macro_f1"]})
