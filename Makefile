@@ -1,5 +1,5 @@
 # The two commands a newcomer needs: `make demo` (the main job) and `make test` (the tests).
-# `make demo` executes the five notebooks (cpu profile) into outputs/notebooks/ (.ipynb + HTML);
+# `make demo` executes the six chapters (cpu profile) into outputs/notebooks/ (.ipynb + HTML);
 # `make demo-cli` runs the same pipeline with the `audiocls` command instead.
 # Each creates or refreshes .venv on its own; it reinstalls only when pyproject.toml or
 # constraints.txt changes. `make demo`/`make lab` install what a learner needs (extra `lab`);

@@ -44,11 +44,11 @@ from .data import (
     save_manifest,
 )
 from .devices import check_device, machine_profile, pick_device
-from .engine.cache import FeatureCache
-from .engine.run_folder import RUN_FILE, Plan, finish_run, plan_run, run_record
-from .engine.runner import run_experiment
+from .engine.experiment.cache import FeatureCache
+from .engine.experiment.run_folder import RUN_FILE, Plan, finish_run, plan_run, run_record
+from .engine.experiment.runner import run_experiment
+from .engine.experiment.tracking import quiet_swanlab, resolve_mode, swanlab_line  # noqa: F401 (chapters)
 from .engine.synth import generate_dataset
-from .engine.tracking import quiet_swanlab, resolve_mode, swanlab_line  # noqa: F401 (chapters)
 from .errors import AudioclsError
 from .files import save_torch, write_csv, write_json
 from .gtzan import GENRES, find_gtzan  # GENRES: GTZAN's ten genres, which the built-in set copies

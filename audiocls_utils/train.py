@@ -1,7 +1,7 @@
 """Train and evaluate: the loop, clip-level evaluation, the epoch loop and the schedule.
 
 Chapter 03 writes `train_one_epoch`, `evaluate` and `fit`, chapter 04 `make_scheduler`; this is
-that code. `audiocls train` (`engine.runner.run_experiment`) runs the same two functions per
+that code. `audiocls train` (`engine.experiment.runner.run_experiment`) runs the same two functions per
 epoch, adding a feature cache, checkpoints and resume, AMP, several GPUs and robust tracking.
 """
 

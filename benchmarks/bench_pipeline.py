@@ -8,10 +8,10 @@ phase in a fresh process (so that its peak RSS is its own):
 - seed data: the seed's per-item pipeline, reproduced below: decode the file, build a new
   MelSpectrogram, compute it, pool it to a 224 x 224 image on the CPU, for every clip of every
   epoch (the seed-baseline features: Mel power, no dB, no normalization);
-- project data, first epoch: an empty feature cache is filled (`engine.cache.FeatureCache`:
+- project data, first epoch: an empty feature cache is filled (`engine.experiment.cache.FeatureCache`:
   hash; decode and log-Mel with torchaudio's transforms in DataLoader worker processes, one
   clip per worker process, decoded block by block; write) and one epoch of model inputs is made
-  from it as `audiocls train` does (`engine.runner`'s segment loader reading the memory-mapped
+  from it as `audiocls train` does (`engine.experiment.runner`'s segment loader reading the memory-mapped
   cache, then the model's own first stage, `models.LogMelToImage`, on the device);
 - these two take turns --repeats times (each first epoch with a new empty cache), so that
   both see the same machine when its speed drifts; the medians are reported;
@@ -89,7 +89,7 @@ def import_everything() -> float:
     import torch  # noqa: F401
     import torchaudio  # noqa: F401
 
-    import audiocls_utils.engine.runner  # noqa: F401
+    import audiocls_utils.engine.experiment.runner  # noqa: F401
     import audiocls_utils.train  # noqa: F401
 
     status = Path("/proc/self/status")
@@ -203,12 +203,12 @@ def seed_train_phase(paths: list[Path], targets: list[int], workers: int, device
 def project_parts(paths: list[Path], targets: list[int], cache_root: Path, workers: int | None,
                   device: str) -> tuple[Any, Any, Any, Any]:
     """Look up (or fill) the cache; return the entries, training loader, sampler and the model's
-    input stage, as `engine.runner.run_experiment` builds them."""
+    input stage, as `engine.experiment.runner.run_experiment` builds them."""
     import torch
     from torch.utils.data import DataLoader
 
-    from audiocls_utils.engine.cache import FeatureCache
-    from audiocls_utils.engine.runner import (
+    from audiocls_utils.engine.experiment.cache import FeatureCache
+    from audiocls_utils.engine.experiment.runner import (
         SampledSegments,
         SegmentSampler,
         collate_segments,
@@ -352,7 +352,7 @@ def machine() -> dict[str, Any]:
 def main() -> None:
     """Parse arguments, run every phase, print the table and write the JSON."""
     from audiocls_utils.devices import pick_device
-    from audiocls_utils.engine.runner import default_workers
+    from audiocls_utils.engine.experiment.runner import default_workers
     from audiocls_utils.features import extraction_workers
     from audiocls_utils.files import write_json
 

@@ -31,7 +31,7 @@ from audiocls_utils.baseline import classical_classifier, fit_and_score, learned
 from audiocls_utils.config import FeatureConfig, apply_profile, get_recipe
 from audiocls_utils.data import SegmentDataset, class_names, limit_per_class
 from audiocls_utils.devices import pick_device
-from audiocls_utils.engine.cache import FeatureCache
+from audiocls_utils.engine.experiment.cache import FeatureCache
 from audiocls_utils.features import feature_stats
 from audiocls_utils.files import write_csv
 from audiocls_utils.metrics import classification_metrics

@@ -25,8 +25,8 @@ from common import SPEECH, add_dataset_arguments, split_dataset
 from audiocls_utils.config import Recipe, apply_profile, get_recipe
 from audiocls_utils.data import class_names, load_manifest
 from audiocls_utils.devices import pick_device
-from audiocls_utils.engine.cache import FeatureCache
-from audiocls_utils.engine.runner import (
+from audiocls_utils.engine.experiment.cache import FeatureCache
+from audiocls_utils.engine.experiment.runner import (
     TrainResult,
     compute_split_features,
     evaluate_clips,

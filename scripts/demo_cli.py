@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from audiocls_utils.engine.cli import main as audiocls
+from audiocls_utils.engine.commands.cli import main as audiocls
 
 
 def step(title: str, *args: str) -> None:

@@ -31,16 +31,12 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from browser import CHROMIUM_FLAGS, chromium, start_dashboard  # noqa: E402  (scripts/browser.py)
 
 from audiocls_utils.audio import load_audio  # noqa: E402
 from audiocls_utils.config import FeatureConfig  # noqa: E402
 from audiocls_utils.data import build_manifest  # noqa: E402
-from audiocls_utils.engine.dashboard import (  # noqa: E402
-    CHROMIUM_FLAGS,
-    chromium,
-    free_port,
-    start_dashboard,
-)
+from audiocls_utils.engine.commands.dashboard import free_port  # noqa: E402
 from audiocls_utils.errors import AudioclsError  # noqa: E402
 from audiocls_utils.features import log_mel  # noqa: E402
 from audiocls_utils.files import write_bytes  # noqa: E402

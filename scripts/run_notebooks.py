@@ -1,6 +1,6 @@
 """`make demo`: execute the course's notebooks into executed copies and HTML, with each headline.
 
-`python scripts/run_notebooks.py --out outputs/notebooks` runs the five chapters in
+`python scripts/run_notebooks.py --out outputs/notebooks` runs the six chapters in
 the `cpu` profile on the built-in set (unless AUDIOCLS_DATA is set) and prints a summary.
 """
 
@@ -104,7 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--profile", default="cpu", choices=list(PROFILES))
     parser.add_argument("--timeout", type=int, default=3600, help="seconds per cell")
     parser.add_argument("notebooks", nargs="*", type=Path,
-                        help="notebooks to run (default: the five chapters, in order)")
+                        help="notebooks to run (default: the six chapters, in order)")
     args = parser.parse_args(argv)
     paths = args.notebooks or [course_root() / "notebooks" / f"{n}.ipynb" for n in NOTEBOOKS]
     started = time.perf_counter()

@@ -14,7 +14,7 @@ import pytest
 import torch
 from helpers import REPO, tone, untrained_bundle, write_wav
 
-from audiocls_utils.engine.dashboard import free_port
+from audiocls_utils.engine.commands.dashboard import free_port
 from audiocls_utils.predict import Predictor
 
 gradio_client = pytest.importorskip("gradio_client", reason="the app extra (gradio) is not installed")
@@ -109,7 +109,7 @@ def test_bad_uploads_get_one_clear_message_not_a_traceback(served: tuple[str, Pa
 
 
 def test_an_unsure_model_answers_none_of_these_with_its_best_guess(tmp_path: Path) -> None:
-    from audiocls_utils.engine.app import analyse, answer_text
+    from audiocls_utils.engine.commands.app import analyse, answer_text
 
     predictor = Predictor.from_file(_model(tmp_path, threshold=0.99))
     result = analyse(predictor, write_wav(tmp_path / "clip.wav", tone(440.0, 1.5, 8000), 8000))
@@ -142,7 +142,7 @@ def test_a_taken_port_is_one_line_before_the_model_loads(tmp_path: Path,
                                                           capsys: pytest.CaptureFixture[str]) -> None:
     import socket
 
-    from audiocls_utils.engine.cli import main
+    from audiocls_utils.engine.commands.cli import main
 
     model = _model(tmp_path)
     with socket.socket() as taken:

@@ -16,7 +16,7 @@ from faults import write_fault_dataset
 
 from audiocls_utils import audio
 from audiocls_utils.data import build_manifest, find_audio_files
-from audiocls_utils.engine.cli import main
+from audiocls_utils.engine.commands.cli import main
 from audiocls_utils.errors import AudioclsError
 
 # file -> words its "Excluded" line must hold

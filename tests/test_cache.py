@@ -22,9 +22,14 @@ from helpers import REPO, tone, write_wav
 
 from audiocls_utils.config import FeatureConfig, apply_profile, get_recipe
 from audiocls_utils.data import SegmentDataset, build_manifest, make_splits
-from audiocls_utils.engine import cache as cache_module
-from audiocls_utils.engine.cache import CACHE_VERSION, CachedLogMel, FeatureCache, default_cache_dir
-from audiocls_utils.engine.runner import compute_split_features, run_experiment
+from audiocls_utils.engine.experiment import cache as cache_module
+from audiocls_utils.engine.experiment.cache import (
+    CACHE_VERSION,
+    CachedLogMel,
+    FeatureCache,
+    default_cache_dir,
+)
+from audiocls_utils.engine.experiment.runner import compute_split_features, run_experiment
 from audiocls_utils.features import LogMel, extract_log_mels, read_segment
 
 CONFIG = FeatureConfig(n_fft=512, hop_length=128, n_mels=32)
@@ -193,7 +198,7 @@ def test_two_processes_filling_one_cache_write_identical_readable_entries(tmp_pa
     paths = _clips(tmp_path / "audio", tuple(0.3 + 0.1 * i for i in range(8)))
     script = textwrap.dedent(f"""
         import sys, time
-        from audiocls_utils.engine.cache import FeatureCache
+        from audiocls_utils.engine.experiment.cache import FeatureCache
         from audiocls_utils.config import FeatureConfig
         paths = {[str(p) for p in paths]!r}
         while time.time() < float(sys.argv[1]):  # start together

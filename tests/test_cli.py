@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from audiocls_utils.engine.cli import main
+from audiocls_utils.engine.commands.cli import main
 
 
 def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
@@ -83,7 +83,7 @@ def test_help_has_examples() -> None:
 def test_evaluate_warns_when_the_scored_clips_trained_the_model(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from audiocls_utils.engine.cli import _warn_if_trained_on
+    from audiocls_utils.engine.commands.cli import _warn_if_trained_on
 
     (tmp_path / "manifest.csv").write_text("path,label,split\n/a.wav,x,train\n/b.wav,x,test\n")
     _warn_if_trained_on(pd.DataFrame({"path": ["/b.wav"]}), tmp_path / "model.pt")
@@ -117,7 +117,7 @@ def test_train_without_a_test_split_says_there_is_no_result(
 def test_validate_device_names_what_this_machine_has(monkeypatch: pytest.MonkeyPatch) -> None:
     import torch
 
-    from audiocls_utils.engine.cli import validate_device
+    from audiocls_utils.engine.commands.cli import validate_device
     from audiocls_utils.errors import AudioclsError
 
     assert validate_device("cpu") == validate_device(" CPU ") == "cpu"
@@ -148,7 +148,7 @@ def test_disk_faults_become_one_line_naming_the_file(code: int, filename: str | 
                                                      words: str) -> None:
     import os
 
-    from audiocls_utils.engine.cli import describe_os_error
+    from audiocls_utils.engine.commands.cli import describe_os_error
 
     error = OSError(code, os.strerror(code)) if filename is None else OSError(
         code, os.strerror(code), filename)
@@ -198,7 +198,7 @@ def test_allow_similar_labels_keeps_tree_and_three(tmp_path: Path,
 
 def test_warnings_print_as_one_line() -> None:
     code = ("import warnings\n"
-            "from audiocls_utils.engine.cli import one_line_warnings\n"
+            "from audiocls_utils.engine.commands.cli import one_line_warnings\n"
             "with one_line_warnings('train'):\n"
             "    warnings.warn('Feature cache entry x.npy is damaged', RuntimeWarning)\n"
             "warnings.warn('outside', UserWarning)\n")
@@ -212,7 +212,7 @@ def test_warnings_print_as_one_line() -> None:
 def test_dashboard_reports_a_failed_swanlab_watch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                   capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setattr(subprocess, "run", lambda *_, **__: subprocess.CompletedProcess([], 1))
-    from audiocls_utils.engine.dashboard import free_port
+    from audiocls_utils.engine.commands.dashboard import free_port
 
     (tmp_path / "swanlog").mkdir()
     status, _, err = run(capsys, "dashboard", "--log-dir", str(tmp_path / "swanlog"), "--port",
@@ -335,7 +335,7 @@ def test_evaluate_keeps_each_seeds_result_and_records_seed_and_overlap(
 def test_workers_beyond_the_cores_are_capped_with_a_note(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     # Before: --workers 500 on 2 cores made no progress for minutes.
-    from audiocls_utils.engine import cli
+    from audiocls_utils.engine.commands import cli
 
     monkeypatch.setattr(cli.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
     args = cli.build_parser().parse_args(["train", "--data-dir", str(tmp_path), "--output-dir",
@@ -429,7 +429,7 @@ def test_a_reader_that_stops_early_is_no_error_and_the_manifest_is_whole(
 
 
 def test_stdout_whose_reader_left_drops_output_quietly() -> None:
-    from audiocls_utils.engine.cli import ReaderMayLeave
+    from audiocls_utils.engine.commands.cli import ReaderMayLeave
 
     class Gone:
         """A stream whose reader has left."""

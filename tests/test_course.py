@@ -38,7 +38,7 @@ from audiocls_utils.course import (
     workdir,
 )
 from audiocls_utils.data import build_manifest, limit_per_class, make_splits, save_manifest
-from audiocls_utils.engine.run_folder import finish_run, run_record
+from audiocls_utils.engine.experiment.run_folder import finish_run, run_record
 from audiocls_utils.errors import AudioclsError
 from audiocls_utils.features import LogMel
 from audiocls_utils.files import save_torch, write_csv, write_json

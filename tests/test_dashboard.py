@@ -8,9 +8,10 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from browser import render_page, start_dashboard  # scripts/ (tests/conftest.py puts it on the path)
 
-from audiocls_utils.engine.dashboard import find_log_dir, free_port, render_page, start_dashboard
-from audiocls_utils.engine.tracking import Tracker
+from audiocls_utils.engine.commands.dashboard import find_log_dir, free_port
+from audiocls_utils.engine.experiment.tracking import Tracker
 from audiocls_utils.errors import AudioclsError
 
 
@@ -57,7 +58,7 @@ def test_a_taken_port_is_refused_so_the_printed_address_is_the_served_one(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     import socket
 
-    from audiocls_utils.engine.cli import main
+    from audiocls_utils.engine.commands.cli import main
 
     (tmp_path / "swanlog").mkdir()
     with socket.socket() as other:  # another dashboard already listens there

@@ -26,7 +26,7 @@ from audiocls_utils.data import (
     split_loaders,
     split_random,
 )
-from audiocls_utils.engine.runner import (
+from audiocls_utils.engine.experiment.runner import (
     SampledSegments,
     SegmentBatch,
     SegmentSampler,

@@ -66,7 +66,7 @@ def test_ranks_that_drift_apart_are_caught(tmp_path: Path) -> None:
     script.write_text(textwrap.dedent("""
         import torch, torch.distributed as dist
         from audiocls_utils.errors import AudioclsError
-        from audiocls_utils.engine.distributed import check_ranks_agree, start_distributed
+        from audiocls_utils.engine.experiment.distributed import check_ranks_agree, start_distributed
         ranks, _, _ = start_distributed(torch.device("cpu"))
         model = torch.nn.Linear(3, 2)
         torch.nn.init.constant_(model.weight, 0.5)

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from helpers import tone, write_wav
 
-from audiocls_utils.engine.cli import main
-from audiocls_utils.engine.download import download, extract_archive
+from audiocls_utils.engine.commands.cli import main
+from audiocls_utils.engine.commands.download import download, extract_archive
 from audiocls_utils.errors import AudioclsError
 from audiocls_utils.files import file_sha256
 
@@ -283,7 +283,7 @@ def test_a_full_disk_keeps_the_part_file_and_says_how_much_to_free(
 ) -> None:
     import errno
 
-    from audiocls_utils.engine import download as download_module
+    from audiocls_utils.engine.commands import download as download_module
 
     source = tmp_path / "genres.tar.gz"
     source.write_bytes(PAYLOAD)
@@ -363,7 +363,7 @@ def test_a_full_disk_while_extracting_says_free_space_not_download_again(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import errno
 
-    from audiocls_utils.engine import download as download_module
+    from audiocls_utils.engine.commands import download as download_module
 
     def full(archive: Path, folder: Path) -> None:
         (folder / "genres").mkdir()

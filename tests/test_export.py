@@ -13,8 +13,8 @@ from torch import nn
 
 from audiocls_utils.audio import load_audio
 from audiocls_utils.config import apply_profile, get_recipe
-from audiocls_utils.engine.cli import main
-from audiocls_utils.engine.export import describe, example_input, segment_classifier
+from audiocls_utils.engine.commands.cli import main
+from audiocls_utils.engine.commands.export import describe, example_input, segment_classifier
 from audiocls_utils.features import LogMel
 from audiocls_utils.models import create_model
 from audiocls_utils.predict import Predictor, model_bundle

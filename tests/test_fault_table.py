@@ -1,6 +1,6 @@
 """Faults in settings and runs: each ends in one line naming the value and what to do, exit 2.
 
-Every case below is run through `audiocls_utils.engine.cli.main`, and the line it prints must be
+Every case below is run through `audiocls_utils.engine.commands.cli.main`, and the line it prints must be
 the one docs/robustness.md's table "Faults in settings and runs" shows for it. After changing a message,
 rewrite the table with `UPDATE_README=1 python -m pytest tests/test_fault_table.py`.
 
@@ -25,11 +25,11 @@ import torch
 from helpers import REPO, tampered_bundle, tone, untrained_bundle, write_wav
 
 import audiocls_utils.data
-import audiocls_utils.engine.download
-import audiocls_utils.engine.runner
+import audiocls_utils.engine.commands.download
+import audiocls_utils.engine.experiment.runner
 import audiocls_utils.engine.synth
 import audiocls_utils.files
-from audiocls_utils.engine.cli import main
+from audiocls_utils.engine.commands.cli import main
 from audiocls_utils.engine.synth import generate_dataset
 
 README = REPO / "docs" / "robustness.md"  # the table lives there (README links it)
@@ -324,7 +324,7 @@ def _damaged_record(patch: pytest.MonkeyPatch) -> Iterator[list[str]]:
 @case("second run into a folder while a run writes there", long_work=True,
       vary=((r"\(pid \d+ on [^,]+, since [^)]+\)", "(pid PID on HOST, since TIME)"),))
 def _locked(patch: pytest.MonkeyPatch) -> Iterator[list[str]]:
-    from audiocls_utils.engine.run_folder import RunLock
+    from audiocls_utils.engine.experiment.run_folder import RunLock
 
     tones()
     Path("run").mkdir()
@@ -499,9 +499,9 @@ def run_case(item: Case, folder: Path, capsys: pytest.CaptureFixture[str]) -> st
         if not item.long_work:
             for module, name in ((audiocls_utils.data, "build_manifest"),
                                  (audiocls_utils.data, "load_manifest"),
-                                 (audiocls_utils.engine.runner, "run_experiment"),
+                                 (audiocls_utils.engine.experiment.runner, "run_experiment"),
                                  (audiocls_utils.engine.synth, "generate_dataset"),
-                                 (audiocls_utils.engine.download, "download")):
+                                 (audiocls_utils.engine.commands.download, "download")):
                 patch.setattr(module, name, _no_long_work)
         steps = item.setup(patch)
         argv = next(steps)

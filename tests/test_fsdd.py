@@ -9,7 +9,7 @@ import pytest
 
 from audiocls_utils.config import FeatureConfig, apply_profile, get_recipe
 from audiocls_utils.data import build_manifest, make_splits
-from audiocls_utils.engine.runner import run_experiment
+from audiocls_utils.engine.experiment.runner import run_experiment
 
 # Speech at 8 kHz: a 64 ms window and 16 ms hop suit words better than the music defaults.
 SPEECH = FeatureConfig(sample_rate=8000, n_fft=512, hop_length=128, n_mels=64)

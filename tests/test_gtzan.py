@@ -12,7 +12,7 @@ import soundfile as sf
 from helpers import tone
 
 from audiocls_utils.data import build_manifest, make_splits
-from audiocls_utils.engine.cli import main
+from audiocls_utils.engine.commands.cli import main
 from audiocls_utils.errors import AudioclsError
 from audiocls_utils.gtzan import GENRES, SOURCES, clip_id, known_sha256, split_filtered
 

@@ -2,12 +2,16 @@
 
 - the **core**: every module directly in audiocls_utils/ (what the chapters write and a learner
   reads), except the session below;
-- the **engine**: audiocls_utils/engine/ (cache, runner, CLI, downloads, export, the built-in set),
-  and `__main__`, the CLI's `python -m audiocls_utils` door;
+- the **engine**, split by job, one folder each, lowest first: audiocls_utils/engine/ itself
+  (the built-in synthetic dataset), engine/experiment/ (running experiments: the cache, the
+  runner, run folders, DDP, tracking, the reject threshold), engine/commands/ (the `audiocls`
+  command line with download, export, the dashboard and the app; and `__main__`, its
+  `python -m audiocls_utils` door);
 - the **session**: audiocls_utils/course.py, the notebooks' session, the top layer.
 
-Imports point down only (core -> core; engine -> core, engine; the session -> anything), nothing
-imports the session, inference never imports training, and there are no import cycles."""
+Imports point down only (a module imports its own layer or the ones below), nothing imports the
+session, inference never imports training, and there are no import cycles. A folder the list
+does not rank fails the test until it is given a place."""
 
 from __future__ import annotations
 
@@ -18,18 +22,22 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "audiocls_utils"
 SESSION = "course"
-RANK = {"core": 0, "engine": 1, "session": 2}
+RANK = {"core": 0, "engine": 1, "engine.experiment": 2, "engine.commands": 3, "session": 4}
 
 
 def layer(module: str) -> str:
-    """Return the layer of a module, from where it sits."""
+    """Return the layer of a module: the folder it sits in (`core` for the package's own)."""
     if module == SESSION:
         return "session"
-    return "engine" if module.split(".")[0] in ("engine", "__main__") else "core"
+    if module == "__main__":
+        return "engine.commands"
+    parts = module.split(".")
+    folder = parts if (PACKAGE / Path(*parts)).is_dir() else parts[:-1]
+    return ".".join(folder) or "core"
 
 
 def module_name(path: Path) -> str:
-    """Return a module's dotted name inside the package, e.g. engine.cache."""
+    """Return a module's dotted name inside the package, e.g. engine.experiment.cache."""
     parts = path.relative_to(PACKAGE).with_suffix("").parts
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
@@ -58,13 +66,19 @@ def import_graph() -> dict[str, set[str]]:
 
 def test_imports_are_resolved_against_the_package() -> None:
     graph = import_graph()
-    assert "engine.cache" in graph["engine.runner"] and "train" in graph["engine.runner"]
+    assert {"engine.experiment.cache", "train"} <= graph["engine.experiment.runner"]
+    assert "engine.experiment.runner" in graph["engine.commands.cli"]
     assert graph["models"] == {"errors"} and graph["devices"] == {"config", "errors"}
 
 
 def test_layers_are_read_from_the_folders() -> None:
     graph = import_graph()
-    assert layer("pretrained") == "core" and layer("engine.cli") == "engine" and layer("course") == "session"
+    assert layer("pretrained") == "core" and layer("course") == "session"
+    assert layer("engine.synth") == "engine" and layer("engine.experiment.runner") == (
+        "engine.experiment") and layer("engine.commands.cli") == layer("__main__") == (
+        "engine.commands") and layer("engine.commands") == "engine.commands"
+    unranked = {f"{m} ({layer(m)})" for m in graph if layer(m) not in RANK}
+    assert not unranked, f"modules in a folder tests/test_layout.py does not rank: {unranked}"
     assert {"audio", "features", "data", "models", "train", "baseline", "pretrained"} <= {
         m for m in graph if layer(m) == "core"}
 
@@ -79,13 +93,13 @@ def test_no_module_imports_one_above_it_and_nothing_imports_the_session() -> Non
 
 def test_inference_never_imports_training() -> None:
     graph = import_graph()
-    for module in ("predict", "engine.export", "engine.app"):
+    for module in ("predict", "engine.commands.export", "engine.commands.app"):
         seen, todo = set(), [module]
         while todo:  # everything `module` imports, directly or not
             for imported in graph[todo.pop()] - seen:
                 seen.add(imported)
                 todo.append(imported)
-        assert not {"train", "engine.runner"} & seen, f"{module} reaches training code"
+        assert not {"train", "engine.experiment.runner"} & seen, f"{module} reaches training code"
 
 
 def test_no_import_cycles() -> None:
@@ -102,6 +116,6 @@ def test_no_import_cycles() -> None:
 
 def test_the_command_line_starts_without_the_app_extra() -> None:
     """`audiocls` imports Gradio only for `audiocls app`: without the extra every other command runs."""
-    code = ("import sys; import audiocls_utils.engine.cli as cli; cli.build_parser(); "
+    code = ("import sys; import audiocls_utils.engine.commands.cli as cli; cli.build_parser(); "
             "assert 'gradio' not in sys.modules, 'gradio imported'")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

@@ -17,7 +17,7 @@ from helpers import BUNDLE_CLASSES, tampered_bundle, tone, untrained_bundle, wri
 
 from audiocls_utils import audio, predict
 from audiocls_utils.data import build_manifest
-from audiocls_utils.engine.cli import main
+from audiocls_utils.engine.commands.cli import main
 
 CLASSES = BUNDLE_CLASSES  # the untrained bundle's classes
 

@@ -24,7 +24,7 @@ from audiocls_utils.config import (
     get_recipe,
 )
 from audiocls_utils.data import build_manifest, make_splits
-from audiocls_utils.engine.runner import run_experiment
+from audiocls_utils.engine.experiment.runner import run_experiment
 from audiocls_utils.errors import AudioclsError
 from audiocls_utils.features import LogMel, extract_log_mels
 from audiocls_utils.train import make_scheduler, scheduled_rates, train_one_epoch

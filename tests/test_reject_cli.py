@@ -12,7 +12,7 @@ import torch
 from helpers import tone, untrained_bundle, write_wav
 
 from audiocls_utils.abstain import calibrate_threshold
-from audiocls_utils.engine.cli import main
+from audiocls_utils.engine.commands.cli import main
 from audiocls_utils.predict import Predictor, load_bundle
 
 

@@ -21,9 +21,9 @@ from helpers import REPO, tone, write_wav
 
 from audiocls_utils import __version__
 from audiocls_utils.config import apply_profile, get_recipe
-from audiocls_utils.engine import run_folder
-from audiocls_utils.engine.cli import main
-from audiocls_utils.engine.run_folder import Plan, RunLock, clear_run, plan_run, run_record
+from audiocls_utils.engine.commands.cli import main
+from audiocls_utils.engine.experiment import run_folder
+from audiocls_utils.engine.experiment.run_folder import Plan, RunLock, clear_run, plan_run, run_record
 from audiocls_utils.errors import AudioclsError
 from audiocls_utils.files import TEMP_SUFFIX
 
@@ -375,7 +375,7 @@ def test_a_finished_run_is_not_reused_once_its_clips_hold_new_content_at_the_sam
 HOLD = textwrap.dedent("""
     import sys, time
     from pathlib import Path
-    from audiocls_utils.engine.run_folder import RunLock
+    from audiocls_utils.engine.experiment.run_folder import RunLock
     with RunLock(Path(sys.argv[1])):
         print("held", flush=True)
         time.sleep(120)

@@ -263,7 +263,7 @@ def test_random_split_leaks_artists(default_set: Features) -> None:
 def test_synth_command_refuses_another_set_and_replaces_it_when_asked(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from audiocls_utils.engine.cli import main
+    from audiocls_utils.engine.commands.cli import main
 
     args = ["synth", "--out", str(tmp_path), "--clips-per-class", "1", "--seconds", "0.2"]
     assert main(args) == 0

@@ -14,8 +14,8 @@ from helpers import write_wav
 
 from audiocls_utils.config import FeatureConfig, apply_profile, get_recipe
 from audiocls_utils.data import build_manifest, make_splits
-from audiocls_utils.engine.runner import run_experiment
-from audiocls_utils.engine.tracking import Tracker, resolve_mode
+from audiocls_utils.engine.experiment.runner import run_experiment
+from audiocls_utils.engine.experiment.tracking import Tracker, resolve_mode
 from audiocls_utils.errors import AudioclsError
 
 

@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from audiocls_utils import train
 from audiocls_utils.config import apply_profile, get_recipe
 from audiocls_utils.data import SegmentDataset, build_manifest, make_splits
-from audiocls_utils.engine.runner import run_experiment
+from audiocls_utils.engine.experiment.runner import run_experiment
 from audiocls_utils.predict import Predictor, load_bundle
 from audiocls_utils.train import evaluate, fit, scheduled_rates, train_one_epoch
 

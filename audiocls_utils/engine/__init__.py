@@ -1,11 +1,11 @@
 """The engine: what runs the course's code at scale, kept apart from what a learner reads.
 
-- `cache`: log-Mels computed once and kept on disk (memory-mapped);
-- `runner`: `run_experiment`, the chapters' training loop plus checkpoints, resume, AMP, DDP
-  and tracking (what `audiocls train` runs);
-- `distributed`, `tracking`: several GPUs (DDP under torchrun); SwanLab that never stops training;
-- `cli`, `download`, `export`, `dashboard`: the `audiocls` command and what it calls;
-- `synth`: the built-in synthetic dataset; `notebooks`, `demo`: `make demo` and `make demo-cli`.
+One folder per job, each importing only the core and the ones before it:
 
-The engine imports the core (`audiocls_utils.*`); the core never imports the engine.
+- `synth`: the built-in synthetic dataset;
+- `experiment/`: `runner.run_experiment`, the chapters' training loop plus the feature `cache`,
+  checkpoints and resume in a `run_folder`, AMP, DDP (`distributed`), `tracking` that never
+  stops training, and the reject threshold calibrated after training (`rejection`);
+- `commands/`: the `audiocls` command (`cli`) and what only it calls: `download`, `export`,
+  `dashboard`, `app`.
 """

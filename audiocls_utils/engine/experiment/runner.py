@@ -30,12 +30,12 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler, Sampler
 from tqdm.auto import tqdm
 
-from ..augment import Augment, has_augmentation
-from ..config import FeatureConfig, Recipe
-from ..data import SegmentDataset, check_splits, class_names, limit_per_class, save_manifest
-from ..devices import pick_device
-from ..errors import AudioclsError
-from ..features import (
+from ...augment import Augment, has_augmentation
+from ...config import FeatureConfig, Recipe
+from ...data import SegmentDataset, check_splits, class_names, limit_per_class, save_manifest
+from ...devices import pick_device
+from ...errors import AudioclsError
+from ...features import (
     LogMelSource,
     extract_log_mels,
     feature_dtype,
@@ -43,12 +43,12 @@ from ..features import (
     read_segment,
     stats_from_moments,
 )
-from ..files import load_torch, save_torch, write_csv, write_json
-from ..metrics import classification_metrics
-from ..models import create_model
-from ..plots import plot_confusion_matrix
-from ..predict import load_bundle, model_bundle, predict_clips
-from ..train import is_better, make_scheduler, seed_everything, train_one_epoch
+from ...files import load_torch, save_torch, write_csv, write_json
+from ...metrics import classification_metrics
+from ...models import create_model
+from ...plots import plot_confusion_matrix
+from ...predict import load_bundle, model_bundle, predict_clips
+from ...train import is_better, make_scheduler, seed_everything, train_one_epoch
 from .cache import FeatureCache
 from .distributed import (
     Ranks,

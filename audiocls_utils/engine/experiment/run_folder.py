@@ -25,11 +25,11 @@ from typing import Any
 
 import pandas as pd
 
-from .. import __version__
-from ..config import Recipe
-from ..data import read_manifest_csv
-from ..errors import AudioclsError
-from ..files import file_signature, remove_temp_files, write_json
+from ... import __version__
+from ...config import Recipe
+from ...data import read_manifest_csv
+from ...errors import AudioclsError
+from ...files import file_signature, remove_temp_files, write_json
 
 RUN_FILE = "run.json"
 LOCK_FILE = "run.lock"

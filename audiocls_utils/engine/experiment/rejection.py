@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from ..abstain import calibrate_threshold
+from ...abstain import calibrate_threshold
 
 KEEP = 0.95  # the fraction of correctly classified validation clips the threshold keeps
 

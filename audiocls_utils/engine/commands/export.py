@@ -14,9 +14,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..errors import AudioclsError
-from ..files import write_bytes, write_json
-from ..predict import Predictor
+from ...errors import AudioclsError
+from ...files import write_bytes, write_json
+from ...predict import Predictor
 
 FORMATS = ("torchscript", "onnx")
 

@@ -19,7 +19,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from ..errors import AudioclsError
+from ...errors import AudioclsError
 
 
 @dataclass(frozen=True)

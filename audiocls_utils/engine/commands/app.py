@@ -18,13 +18,13 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
-from ..abstain import UNKNOWN
-from ..audio import content_problem
-from ..data import SegmentDataset, decode_problem
-from ..errors import AudioclsError
-from ..explain import grad_cam
-from ..features import too_short_to_frame
-from ..predict import KEEP_SECONDS, Predictor
+from ...abstain import UNKNOWN
+from ...audio import content_problem
+from ...data import SegmentDataset, decode_problem
+from ...errors import AudioclsError
+from ...explain import grad_cam
+from ...features import too_short_to_frame
+from ...predict import KEEP_SECONDS, Predictor
 
 MAX_SECONDS = KEEP_SECONDS  # longer uploads are refused: `audiocls predict` streams any length
 INSTALL = ('`audiocls app` needs Gradio, an optional extra: pip install "audiocls_utils[app]" '

@@ -20,9 +20,9 @@ from typing import Any
 
 import torch
 
-from ..config import FeatureConfig
-from ..errors import AudioclsError
-from ..plots import swanlab_test_media
+from ...config import FeatureConfig
+from ...errors import AudioclsError
+from ...plots import swanlab_test_media
 
 MODES = ("disabled", "local", "offline", "online", "cloud")
 

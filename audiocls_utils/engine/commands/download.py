@@ -26,8 +26,8 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from ..errors import AudioclsError
-from ..files import file_sha256
+from ...errors import AudioclsError
+from ...files import file_sha256
 
 CHUNK_BYTES = 1 << 20
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar", ".zip")

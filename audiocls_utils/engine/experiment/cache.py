@@ -44,10 +44,10 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..config import FeatureConfig
-from ..errors import AudioclsError
-from ..features import iter_log_mels, storage_dtype
-from ..files import file_sha256, write_bytes
+from ...config import FeatureConfig
+from ...errors import AudioclsError
+from ...features import iter_log_mels, storage_dtype
+from ...files import file_sha256, write_bytes
 
 # Bump when the feature code changes what it computes: old entries then miss.
 # 3: torchaudio's Spectrogram, MelScale and AmplitudeToDB (values within ~1e-6 of version 2's).

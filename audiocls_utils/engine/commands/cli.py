@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from ..errors import AudioclsError
+from ...errors import AudioclsError
 
 
 def _progress() -> bool:
@@ -60,7 +60,7 @@ def cap_workers(args: argparse.Namespace) -> None:
 
 def validate_device(text: str) -> str:
     """Return the device `text` names (e.g. `cuda:0`) if this machine has it; else raise."""
-    from ..devices import check_device
+    from ...devices import check_device
 
     return str(check_device(text, "--device"))
 
@@ -98,8 +98,8 @@ def evaluation_path(args: argparse.Namespace) -> Path:
 
 def written_files(args: argparse.Namespace) -> list[tuple[str, Path]]:
     """Return the files the command writes, each with the option that chooses it."""
+    from ..experiment.run_folder import RUN_FILES
     from .export import export_paths
-    from .run_folder import RUN_FILES
 
     if args.command == "prepare":
         return [("--out", Path(args.out))]
@@ -114,7 +114,7 @@ def written_files(args: argparse.Namespace) -> list[tuple[str, Path]]:
 
 def read_files(args: argparse.Namespace) -> list[tuple[str, Path]]:
     """Return the files the command reads (model, manifest, labels, groups.csv), each named."""
-    from ..data import GROUPS_FILE, find_data_root
+    from ...data import GROUPS_FILE, find_data_root
 
     found = [(_flag(option), Path(getattr(args, option))) for option in ("model", "manifest", "labels")
              if getattr(args, option, None)]
@@ -125,8 +125,8 @@ def read_files(args: argparse.Namespace) -> list[tuple[str, Path]]:
 
 def _clip_of(path: Path, data_dir: str | None) -> bool:
     """Return True when `path` is an audio file below the data folder: one of the clips read."""
-    from ..audio import is_audio_path
-    from ..data import find_data_root
+    from ...audio import is_audio_path
+    from ...data import find_data_root
 
     if not (data_dir and path.is_file() and is_audio_path(path)):
         return False
@@ -135,7 +135,7 @@ def _clip_of(path: Path, data_dir: str | None) -> bool:
 
 def check_outputs_not_inputs(args: argparse.Namespace) -> None:
     """Stop when a file the command would write is one it reads (the same path, or a link to it)."""
-    from ..files import same_file
+    from ...files import same_file
 
     sources = read_files(args)
     for option, output in written_files(args):
@@ -151,7 +151,7 @@ def check_outputs_not_inputs(args: argparse.Namespace) -> None:
 
 def _check_data_tables(args: argparse.Namespace) -> None:
     """Check the CSV tables a command will read: --manifest, --labels, the data folder's groups."""
-    from ..data import GROUPS_FILE, check_table, find_data_root
+    from ...data import GROUPS_FILE, check_table, find_data_root
 
     if getattr(args, "manifest", None):
         check_table(args.manifest, "Manifest", ("path", "label", "split", "duration"),
@@ -180,8 +180,8 @@ def check_manifest_alone(args: argparse.Namespace) -> None:
 
 def validate_settings(args: argparse.Namespace) -> None:
     """Check every setting of the command before any long work starts; raise on the first bad one."""
-    from ..predict import model_file
-    from .tracking import resolve_mode
+    from ...predict import model_file
+    from ..experiment.tracking import resolve_mode
 
     if getattr(args, "model", None):  # a run folder stands for its model.pt
         args.model = str(model_file(args.model))
@@ -200,7 +200,7 @@ def validate_settings(args: argparse.Namespace) -> None:
         resolve_mode(args.tracking)
     check_manifest_alone(args)
     if getattr(args, "label_pattern", None):
-        from ..data import compile_label_pattern
+        from ...data import compile_label_pattern
 
         compile_label_pattern(args.label_pattern)
     output = getattr(args, OUTPUTS.get(args.command, ""), None)
@@ -243,7 +243,7 @@ def describe_os_error(error: OSError, where: str | None = None) -> str:
 
 def cmd_synth(args: argparse.Namespace) -> None:
     """Generate the built-in synthetic dataset."""
-    from .synth import generate_dataset
+    from ..synth import generate_dataset
 
     try:
         root = generate_dataset(args.out, clips_per_class=args.clips_per_class,
@@ -262,13 +262,13 @@ def cmd_download(args: argparse.Namespace) -> None:
     import re
     import urllib.parse
 
-    from ..data import course_root
-    from ..gtzan import DEFAULT_SOURCE, SOURCES
+    from ...data import course_root
+    from ...gtzan import DEFAULT_SOURCE, SOURCES
     from .download import ARCHIVE_SUFFIXES, check_url
 
     fsdd = args.dataset == "fsdd"
     if fsdd:
-        from .. import fsdd as facts
+        from ... import fsdd as facts
     url = args.url or (facts.URL if fsdd else SOURCES[DEFAULT_SOURCE].url)
     check_url(url)
     if args.sha256 and not re.fullmatch(r"[0-9a-fA-F]{64}", args.sha256):
@@ -285,8 +285,8 @@ def cmd_download(args: argparse.Namespace) -> None:
 
 def _download_gtzan(url: str, name: str, args: argparse.Namespace) -> None:
     """Download GTZAN's archive (SHA-256 checked where known), extract it, say what next."""
-    from ..data import course_root, find_data_root
-    from ..gtzan import DATA_DIR, find_gtzan, known_sha256
+    from ...data import course_root, find_data_root
+    from ...gtzan import DATA_DIR, find_gtzan, known_sha256
     from .download import download, extract_archive, missing_members
 
     sha256 = args.sha256 or known_sha256(url)
@@ -325,7 +325,7 @@ def _download_fsdd(url: str, name: str, dest: Path, sha256: str | None) -> Path:
     (`fsdd.RECORDINGS_DIGEST`, which tests replace with their small archive's). Recordings
     already in place are checked the same way and nothing is downloaded.
     """
-    from .. import fsdd as facts
+    from ... import fsdd as facts
     from .download import ARCHIVE_SUFFIXES, download, extract_archive
 
     digest = facts.RECORDINGS_DIGEST
@@ -363,7 +363,7 @@ def _download_fsdd(url: str, name: str, dest: Path, sha256: str | None) -> Path:
 
 def _manifest_with_splits(args: argparse.Namespace):  # noqa: ANN202 - pandas type
     """Build the manifest of --data-dir, report exclusions, and add the --split column."""
-    from ..data import build_manifest, make_splits, manifest_notes
+    from ...data import build_manifest, make_splits, manifest_notes
 
     manifest, excluded = build_manifest(args.data_dir, label_pattern=args.label_pattern,
                                         progress=_progress(), labels_csv=args.labels,
@@ -377,7 +377,7 @@ def _manifest_with_splits(args: argparse.Namespace):  # noqa: ANN202 - pandas ty
 
 def cmd_prepare(args: argparse.Namespace) -> None:
     """Write the manifest with a split column and print the class counts."""
-    from ..data import check_splits, save_manifest
+    from ...data import check_splits, save_manifest
 
     manifest, excluded = _manifest_with_splits(args)
     save_manifest(manifest, args.out)
@@ -391,11 +391,11 @@ def cmd_prepare(args: argparse.Namespace) -> None:
 
 def cmd_train(args: argparse.Namespace) -> None:
     """Train a recipe and write metrics.json, model.pt and history.csv (DDP under torchrun)."""
-    from ..config import apply_profile, get_recipe
-    from ..data import check_labels, load_manifest, make_splits
-    from ..devices import machine_profile, pick_device
-    from .distributed import quiet_unless_main
-    from .runner import run_experiment
+    from ...config import apply_profile, get_recipe
+    from ...data import check_labels, load_manifest, make_splits
+    from ...devices import machine_profile, pick_device
+    from ..experiment.distributed import quiet_unless_main
+    from ..experiment.runner import run_experiment
 
     with quiet_unless_main():
         device = pick_device(args.device)
@@ -442,9 +442,9 @@ def no_test_note(metrics: dict[str, Any]) -> str:
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
     """Score a saved model on a split of a dataset (clip level) and write the metrics as JSON."""
-    from ..files import write_json
-    from ..metrics import classification_metrics, format_confusion_matrix, format_report
-    from ..predict import Predictor
+    from ...files import write_json
+    from ...metrics import classification_metrics, format_confusion_matrix, format_report
+    from ...predict import Predictor
 
     predictor = Predictor.from_file(args.model, device=args.device)
     manifest, _ = _manifest_with_splits(args)
@@ -474,7 +474,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 def _warn_if_trained_on(rows, model: Path) -> int | None:  # noqa: ANN001 - pandas type
     """Warn when clips being scored trained the model (its run's manifest.csv says so); return
     how many did (None: no manifest.csv beside the model to tell)."""
-    from ..data import read_manifest_csv
+    from ...data import read_manifest_csv
 
     run_manifest = model.with_name("manifest.csv")
     if not run_manifest.exists():
@@ -494,7 +494,7 @@ def cmd_predict(args: argparse.Namespace) -> None:
     With --json the output is one JSON array, each file's object printed as it is done; on
     Ctrl-C the array is closed, so what was printed stays a valid document.
     """
-    from ..predict import check_top_k
+    from ...predict import check_top_k
 
     check_top_k(args.top_k)  # before any work
     predictor = load_predictor(args)
@@ -527,7 +527,7 @@ def cmd_predict(args: argparse.Namespace) -> None:
 
 def check_reject_flags(args: argparse.Namespace) -> None:
     """Stop when --threshold is no probability, or comes with --no-reject."""
-    from ..predict import check_threshold
+    from ...predict import check_threshold
 
     if args.threshold is not None and args.no_reject:
         raise AudioclsError(f"--threshold {args.threshold:g} and --no-reject contradict each "
@@ -537,7 +537,7 @@ def check_reject_flags(args: argparse.Namespace) -> None:
 
 def load_predictor(args: argparse.Namespace):  # noqa: ANN201 - a Predictor
     """Load --model with the rejection that --no-reject and --threshold ask for."""
-    from ..predict import Predictor
+    from ...predict import Predictor
 
     return Predictor.from_file(args.model, device=args.device, reject=not args.no_reject,
                                threshold=args.threshold)
@@ -558,7 +558,7 @@ def _print_prediction(result: dict[str, Any]) -> None:
 
     A clip the model abstains on is printed as `unknown`, with why and its top class.
     """
-    from ..data import printable
+    from ...data import printable
 
     path = printable(Path(result["path"]))
     if "error" in result:

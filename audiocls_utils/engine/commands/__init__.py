@@ -1,0 +1,2 @@
+"""The `audiocls` command line (`cli`) and what only it calls: download, export, the
+dashboard and the app."""
