@@ -498,6 +498,14 @@ FSDD_FOLDERS = (Path("data") / "fsdd" / "recordings",
                 Path("..") / "shared" / "data" / "fsdd" / "recordings")
 
 
+def fsdd_folder() -> Path | None:
+    """Return the Free Spoken Digit Dataset's recordings folder if it is here, else None."""
+    for folder in FSDD_FOLDERS:
+        if (course_root() / folder).is_dir():
+            return (course_root() / folder).resolve()
+    return None
+
+
 def own_sounds(data: str | None, label_pattern: str | None = None) -> tuple[str, str | None]:
     """Return chapter 06's dataset and label pattern: `data` as given (a folder of class folders,
     a flat folder whose file names `label_pattern` reads, or a CSV of paths and labels), else the
@@ -505,9 +513,9 @@ def own_sounds(data: str | None, label_pattern: str | None = None) -> tuple[str,
     """
     if data:
         return data, label_pattern
-    for folder in FSDD_FOLDERS:
-        if (course_root() / folder).is_dir():
-            return str((course_root() / folder).resolve()), label_pattern or "fsdd"
+    spoken = fsdd_folder()
+    if spoken is not None:
+        return str(spoken), label_pattern or "fsdd"
     print("The spoken digits are not here (get them with `audiocls download fsdd`, then run "
           "this chapter again); using the built-in synthetic set instead")
     return "synthetic", label_pattern

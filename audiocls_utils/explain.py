@@ -36,8 +36,10 @@ def grad_cam(model, log_mel, class_index, layer=None, positive=True):  #@save
     gradients dScore/dA; each channel is weighted by its mean gradient, the weighted sum goes
     through a ReLU (only evidence *for* the class) and is stretched back to (n_mels, frames).
     `positive=False` skips the ReLU: a signed map in [-1, 1], negative where evidence is against.
+    The log-Mel may sit on any device: it goes to the model's, and the map comes back on the CPU.
     """
     layer = layer if layer is not None else target_layer(model)
+    device = next(model.parameters()).device  # where the model is (CPU, CUDA, MPS)
     kept = {}
     hooks = [layer.register_forward_hook(lambda module, inputs, output: kept.update(A=output)),
              layer.register_full_backward_hook(lambda module, grad_in, grad_out:
@@ -45,7 +47,7 @@ def grad_cam(model, log_mel, class_index, layer=None, positive=True):  #@save
     was_training = model.training
     try:
         model.eval()
-        x = log_mel.detach().float().unsqueeze(0).requires_grad_(True)  # (1, n_mels, frames)
+        x = log_mel.detach().float().to(device).unsqueeze(0).requires_grad_(True)  # (1, n_mels, frames)
         with torch.enable_grad():
             score = model(x)[0, class_index]  # the logit: softmax would mix in the other classes
             # Gradients towards the input only: the hooks fire, no weight's .grad is touched.
@@ -56,7 +58,7 @@ def grad_cam(model, log_mel, class_index, layer=None, positive=True):  #@save
         cam = nn.functional.interpolate(cam, size=tuple(log_mel.shape[-2:]), mode="bilinear",
                                         align_corners=False)[0, 0].detach()  # (n_mels, frames)
         largest = cam.abs().max()
-        return cam / largest if largest > 0 else cam
+        return (cam / largest if largest > 0 else cam).cpu()
     finally:
         for hook in hooks:
             hook.remove()
@@ -69,10 +71,12 @@ def occlusion(model, log_mel, class_index, axis="freq", width=8, stride=None, fi
 
     A band of `width` Mel bins (axis "freq") or frames ("time") is set to `fill` (default: the
     clip's quietest value, silence in its log-Mel), every `stride` bins (default `width`); each
-    bin gets the mean drop of the bands that hid it. Shape (n_mels,) or (frames,).
+    bin gets the mean drop of the bands that hid it. Shape (n_mels,) or (frames,), on the CPU;
+    the log-Mel may sit on any device (it is moved to the model's).
     """
     if axis not in ("freq", "time"):
         raise AudioclsError(f"occlusion axis must be 'freq' or 'time', not {axis!r}")
+    log_mel = log_mel.float().to(next(model.parameters()).device)  # where the model is
     dim = 0 if axis == "freq" else 1
     size, stride = log_mel.shape[dim], stride or width
     fill = log_mel.min() if fill is None else fill
@@ -100,15 +104,21 @@ def occlusion(model, log_mel, class_index, axis="freq", width=8, stride=None, fi
 
 
 def randomized_copy(model, seed=0):  #@save
-    """Return a copy of `model` with every learned weight re-drawn at random (Adebayo et al.,
-    2018): a map that survives this reflects the input, not what the model learned."""
+    """Return a copy of `model` with every learned weight re-drawn at random (after Adebayo et
+    al., 2018, but all layers at once): a map that survives this reflects the input, not the weights.
+
+    Each layer gets PyTorch's default initialisation (`reset_parameters`): convolution and linear
+    weights drawn Kaiming-uniform and their biases uniform, BatchNorm back to scale 1, shift 0 and
+    running statistics 0 and 1. torchvision's ResNet starts its convolutions differently
+    (Kaiming-normal, fan_out); either way, nothing learned is left.
+    """
     generator_state = torch.random.get_rng_state()
     torch.manual_seed(seed)
     try:
         copied = copy.deepcopy(model)
         for module in copied.modules():
             if isinstance(module, (nn.Conv2d, nn.Linear, nn.BatchNorm2d)):
-                module.reset_parameters()  # the initialisation a fresh model gets
+                module.reset_parameters()  # PyTorch's default for the layer, not torchvision's
         return copied
     finally:
         torch.random.set_rng_state(generator_state)

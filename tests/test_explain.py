@@ -146,3 +146,43 @@ def test_a_randomised_model_gives_a_different_map() -> None:
     assert torch.equal(random[0].mean, model[0].mean)  # the input's standardization is kept
     assert rank_correlation(cam, grad_cam(random, log_mel, 0)) < 0.9
     assert rank_correlation(torch.zeros(3, 3), torch.rand(3, 3)) == 0.0  # a flat map orders nothing
+
+
+class Seen(Exception):
+    """Raised by DeviceProbe once it has seen its input: a meta tensor holds no values to go on with."""
+
+
+class DeviceProbe(nn.Module):
+    """A model whose weights sit on the "meta" device (as a GPU model's sit on "cuda"): its forward
+    records where its input arrived and stops."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.features = nn.Conv2d(1, 1, 1, device="meta")
+        self.seen: list[torch.device] = []
+
+    def forward(self, log_mel: torch.Tensor) -> torch.Tensor:
+        self.seen.append(log_mel.device)
+        raise Seen
+
+
+@pytest.mark.parametrize("explain", [grad_cam, occlusion])
+def test_the_log_mel_is_sent_to_the_models_device(explain) -> None:  # noqa: ANN001 - a function
+    model = DeviceProbe()
+    with pytest.raises(Seen):
+        explain(model, _input(), 0)  # a CPU log-Mel, as the chapter's cells pass it
+    assert model.seen == [torch.device("meta")]
+
+
+def test_maps_come_back_on_the_cpu() -> None:
+    model = LoudQuietModel()
+    assert grad_cam(model, _loud(), 1).device.type == "cpu"
+    assert occlusion(model, _loud(), 1).device.type == "cpu"
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_a_gpu_model_explains_a_cpu_log_mel() -> None:
+    model = create_model("resnet18", 3, 32, pretrained="no").cuda()
+    cam, drops = grad_cam(model, _input(), 1), occlusion(model, _input(), 1, width=4)
+    assert cam.device.type == "cpu" and cam.shape == (N_MELS, FRAMES)
+    assert drops.device.type == "cpu" and drops.shape == (N_MELS,)
