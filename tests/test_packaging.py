@@ -135,3 +135,17 @@ def test_the_app_extra_requires_no_torch_and_no_ipywidgets() -> None:
     names = {Requirement(r).name.lower() for r in requirements
              if not Requirement(r).marker or "extra" not in str(Requirement(r).marker)}
     assert names.isdisjoint({"torch", "torchvision", "torchaudio", "ipywidgets"}), names
+
+
+def test_the_built_package_ships_every_module_of_the_source_tree(tmp_path: Path) -> None:
+    """A `pip install` that is not editable (Colab, a wheel) gets every module, subpackages too."""
+    build = tmp_path / "lib"
+    script = f"from setuptools import setup; setup(script_args=['-q', 'build_py', '-d', {str(build)!r}])"
+    built = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=REPO, check=True, capture_output=True, text=True)
+    # setuptools still copies an unlisted subpackage "as data", with a warning that it will stop.
+    assert "Package would be ignored" not in built.stderr, built.stderr
+    source = {p.relative_to(REPO).as_posix() for p in (REPO / "audiocls_utils").rglob("*.py")}
+    shipped = {p.relative_to(build).as_posix() for p in build.rglob("*.py")}
+    assert source - shipped == set(), f"a built install would miss {sorted(source - shipped)}"
