@@ -15,6 +15,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
@@ -163,10 +164,11 @@ def figure_png(predictor: Predictor, result: dict[str, Any]) -> bytes | None:
     names, width = predictor.class_names, predictor.num_frames * seconds
     windows = result["windows"].numpy().T  # (classes, windows)
     centres = [(start + predictor.num_frames / 2) * seconds for start in result["starts"]]
-    hop = predictor.hop_frames * seconds  # each window's column is one hop wide
-    strip = axes[1].imshow(windows, origin="lower", aspect="auto", cmap="Blues", vmin=0, vmax=1,
-                           extent=(min(centres) - hop / 2, max(centres) + hop / 2, -0.5,
-                                   len(names) - 0.5), interpolation="nearest")
+    hop = predictor.hop_frames * seconds
+    # each window's column runs halfway to its neighbours' centres, so it sits on its own centre
+    edges = [centres[0] - hop / 2, *np.add(centres[:-1], centres[1:]) / 2, centres[-1] + hop / 2]
+    strip = axes[1].pcolormesh(edges, np.arange(len(names) + 1) - 0.5, windows, cmap="Blues",
+                               vmin=0, vmax=1)
     axes[1].set_xlim(0, frames * seconds)
     axes[1].set_yticks(range(len(names)), names)
     axes[1].set(title=f"Probability of each class along the clip ({len(centres)} windows of "
